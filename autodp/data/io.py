@@ -1,0 +1,112 @@
+"""Load and validate QA rows, write them atomically, fingerprint them.
+
+A row is a plain dict with the schema of the shipped data: ``instruction``, ``input`` and
+``output`` (strings) and ``meta`` (an object); ``id`` is optional and added when missing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+Row = dict[str, Any]
+TEXT_FIELDS = ("instruction", "input", "output")
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, the line and the field."""
+
+    def __init__(self, path: str | os.PathLike, line: int | None, field: str | None, problem: str):
+        where = f"{path}" + (f":{line}" if line is not None else "")
+        what = f" field {field!r}:" if field else ""
+        super().__init__(f"{where}:{what} {problem}")
+        self.path, self.line, self.field = str(path), line, field
+
+
+def validate_row(obj: Any, path: str | os.PathLike, line: int) -> Row:
+    if not isinstance(obj, dict):
+        raise DataError(path, line, None, f"expected a JSON object, got {type(obj).__name__}")
+    for field in TEXT_FIELDS:
+        if field not in obj:
+            raise DataError(path, line, field, "missing")
+        if not isinstance(obj[field], str):
+            raise DataError(path, line, field, f"expected a string, got {type(obj[field]).__name__}")
+    if "meta" in obj and not isinstance(obj["meta"], dict):
+        raise DataError(path, line, "meta", f"expected an object, got {type(obj['meta']).__name__}")
+    if "id" in obj and not isinstance(obj["id"], str):
+        raise DataError(path, line, "id", f"expected a string, got {type(obj['id']).__name__}")
+    row = dict(obj)
+    row.setdefault("meta", {})
+    row.setdefault("id", f"{Path(path).stem}_{line:06d}")
+    return row
+
+
+def load_rows(path: str | os.PathLike, limit: int | None = None) -> list[Row]:
+    """Read a JSONL file, validating every row (or the first ``limit`` rows)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, None, "no such file")
+    rows: list[Row] = []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if limit is not None and len(rows) >= limit:
+                break
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, lineno, None, f"not valid UTF-8 (byte {e.start})") from None
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise DataError(path, lineno, None, f"bad JSON: {e.msg} at column {e.colno}") from None
+            rows.append(validate_row(obj, path, lineno))
+    if not rows:
+        raise DataError(path, None, None, "empty file: no rows")
+    ids = [r["id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        for i, rid in enumerate(ids):
+            if rid in seen:
+                raise DataError(path, None, "id", f"duplicate id {rid!r} (row {i + 1})")
+            seen.add(rid)
+    return rows
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+    """Write to a temp file beside ``path`` and rename it into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_rows(path: str | os.PathLike, rows: Iterable[Row]) -> None:
+    with atomic_write(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def fingerprint(rows: Iterable[Row]) -> str:
+    """Content hash of the rows' text fields in order (ids and meta do not count)."""
+    h = hashlib.sha256()
+    for row in rows:
+        for field in TEXT_FIELDS:
+            v = row[field].encode("utf-8")
+            h.update(len(v).to_bytes(8, "little"))
+            h.update(v)
+    return h.hexdigest()[:16]

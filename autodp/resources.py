@@ -1,0 +1,32 @@
+"""Where things live: the project cache and files shipped inside PyPI packages."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir(*parts: str) -> Path:
+    """The cache root (``$AUTODP_CACHE`` or ``<repo>/.cache``), never inside git."""
+    root = Path(os.environ.get("AUTODP_CACHE") or PROJECT_ROOT / ".cache")
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def package_dir(name: str) -> Path:
+    """The folder of an installed package, found without importing it (some import heavy deps)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {name!r} is not installed (pip install it, or run `make install`)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def resolve_path(spec: str) -> Path:
+    """``pkg:NAME[/sub/path]`` points inside an installed package; anything else is a path."""
+    if spec.startswith("pkg:"):
+        name, _, rest = spec[4:].partition("/")
+        return package_dir(name) / rest if rest else package_dir(name)
+    return Path(spec).expanduser()
