@@ -1,0 +1,2 @@
+"""Operators register themselves on import; importing the package makes them all available."""
+from autodp.ops import cleaning  # noqa: F401
