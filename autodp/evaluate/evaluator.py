@@ -1,0 +1,61 @@
+"""R(f) = Eval(FT(W_pre, f(D)), D_val) (paper eq. 2), one strategy per call."""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from autodp.data.io import DataError, load_rows, write_rows, fingerprint
+from autodp.evaluate.finetune import answer_nll, train
+from autodp.evaluate.lm import load_base
+from autodp.evaluate.request import EvalRequest, EvalResult
+from autodp.ops.teams import TeamNotAvailable, apply_strategy
+from autodp.resources import resolve_path
+from autodp.strategy import Strategy
+
+log = logging.getLogger(__name__)
+# Messages of these errors are written by autodp and name no sample text, so the agent may see them.
+SAFE_ERRORS = (TeamNotAvailable, DataError)
+
+
+def _rows(spec: dict) -> list:
+    return load_rows(resolve_path(spec["path"]), spec.get("limit"))
+
+
+def evaluate(req: EvalRequest) -> EvalResult:
+    """Never raises for a failing strategy: the failure is a result the agent is told about."""
+    res = EvalResult(strategy=req.strategy, signature=req.signature, status="failed")
+    try:
+        t0 = time.perf_counter()
+        rows = _rows(req.train)
+        res.rows_in = len(rows)
+        processed, reports = apply_strategy(Strategy.parse(req.strategy), rows, req.teams)
+        res.ops = [r.as_dict() for r in reports]
+        res.rows_out = len(processed)
+        if not processed:
+            raise TeamNotAvailable(f"strategy {req.strategy} removed every row")
+        res.data_fingerprint = fingerprint(processed)
+        path = Path(req.out_dir) / f"{res.data_fingerprint}.jsonl"
+        write_rows(path, processed)
+        res.processed_path = str(path)
+        t1 = time.perf_counter()
+
+        ft = req.finetune
+        torch.set_num_threads(ft.get("threads") or torch.get_num_threads())
+        model, tok = load_base(ft, _rows(req.pool))
+        t2 = time.perf_counter()
+        res.metrics.update(train(model, tok, processed, ft, seed=req.seed))
+        t3 = time.perf_counter()
+        res.metrics.update(answer_nll(model, tok, _rows(req.val), ft))
+        res.score = -res.metrics[ft.get("metric", "nll_per_char")]
+        res.timings = {"process": t1 - t0, "load_model": t2 - t1, "finetune": t3 - t2,
+                       "score": time.perf_counter() - t3}
+        res.status = "ok"
+    except Exception as e:  # noqa: BLE001 - any failure of one strategy is recorded, not fatal
+        res.error = str(e) if isinstance(e, SAFE_ERRORS) else f"evaluation failed ({type(e).__name__})"
+        res.traceback = traceback.format_exc()
+        log.warning("strategy %s failed: %s", req.strategy, res.error)
+    return res

@@ -1,0 +1,45 @@
+"""R(f) as a self-contained, picklable request -> result call (a SLURM job runs the same)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    strategy: str                # Strategy.key
+    train: dict[str, Any]        # {"path", "limit"}: the data f is applied to
+    val: dict[str, Any]          # {"path", "limit"}: the validation set scored on
+    pool: dict[str, Any]         # {"path", "limit"}: the raw pool a scratch base is pre-warmed on
+    teams: dict[str, Any]        # conf/teams: operators per team
+    finetune: dict[str, Any]     # conf/finetune
+    seed: int
+    out_dir: str                 # where the processed dataset is written
+
+    @property
+    def signature(self) -> str:
+        """Identity of the evaluation: everything that can change its score (Dora-style)."""
+        blob = {k: v for k, v in asdict(self).items() if k != "out_dir"}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class EvalResult:
+    strategy: str
+    signature: str
+    status: str                                   # "ok" | "failed"
+    score: float | None = None                    # r = -(answer NLL per character)
+    metrics: dict[str, float] = field(default_factory=dict)
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    rows_in: int = 0
+    rows_out: int = 0
+    data_fingerprint: str | None = None
+    processed_path: str | None = None
+    error: str | None = None                      # safe to show the agent: no sample text
+    traceback: str | None = None                  # for the run store only, never the agent
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,108 @@
+"""Run one task from a composed config: the search (Figure 1), journaled in the Hydra run dir."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+import autodp.ops  # noqa: F401 - registers the operators
+from autodp.agent import build_agent
+from autodp.cluster import build_executor
+from autodp.data.io import DataError, atomic_write, load_rows, write_rows
+from autodp.evaluate.evaluator import evaluate
+from autodp.evaluate.request import EvalRequest
+from autodp.resources import resolve_path
+from autodp.search import Search
+from autodp.store import RunStore
+from autodp.strategy import Team
+from autodp.tracking.summary import report
+
+log = logging.getLogger(__name__)
+# Keys that change where or how loudly a run reports, not what it computes (Dora's rule).
+NON_IDENTITY_KEYS = ("resume", "log_level", "cluster")
+
+
+def signature(cfg: DictConfig) -> str:
+    c = OmegaConf.to_container(cfg, resolve=True)
+    blob = {k: v for k, v in c.items() if k not in NON_IDENTITY_KEYS}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def check_implemented(cfg: DictConfig) -> None:
+    """Fail loudly on toggles that exist in conf/ but have no code behind them yet."""
+    todo = {"accel.dps": cfg.accel.dps.enabled, "accel.pts": cfg.accel.pts.enabled,
+            "accel.crm": cfg.accel.crm.enabled}
+    on = [k for k, v in todo.items() if v]
+    if on:
+        raise NotImplementedError(f"{', '.join(on)} not implemented yet (issues #3/#4); use accel=none")
+    if cfg.search.method != "autodp":
+        raise NotImplementedError(f"search.method={cfg.search.method!r} is not implemented yet")
+
+
+def data_specs(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(train, val, pool) file specs, validated. With ``val: null`` the last ``val_rows`` rows of
+    ``train`` are held out (written under the run dir, so the split is part of the record)."""
+    d = cfg.dataset
+    train = {"path": d.train, "limit": d.train_limit}
+    if d.val is not None:
+        val = {"path": d.val, "limit": cfg.eval.val_limit}
+    else:
+        rows = load_rows(resolve_path(d.train))
+        if not d.val_rows or d.val_rows >= len(rows):
+            raise DataError(d.train, None, "val_rows", f"need 0 < val_rows < {len(rows)} when dataset.val is null")
+        split = run_dir / "splits"
+        write_rows(split / "train.jsonl", rows[: -d.val_rows])
+        write_rows(split / "val.jsonl", rows[-d.val_rows:])
+        train["path"] = str(split / "train.jsonl")
+        val = {"path": str(split / "val.jsonl"), "limit": cfg.eval.val_limit}
+    for spec in (train, val):  # fail on bad input before any agent call or training
+        load_rows(resolve_path(spec["path"]), spec["limit"])
+    return train, val, dict(train, limit=None)
+
+
+def load_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """A fresh run saves its config; a resumed one continues with the config it was started with."""
+    saved = run_dir / "config.yaml"
+    if cfg.resume is None:
+        with atomic_write(saved) as f:
+            f.write(OmegaConf.to_yaml(cfg, resolve=True))
+        return cfg
+    if not saved.exists():
+        raise FileNotFoundError(f"resume={cfg.resume}: no config.yaml there, not an autodp run dir")
+    old = OmegaConf.load(saved)
+    if signature(old) != signature(cfg):
+        log.warning("resume: the command line differs from the saved run; continuing with %s", saved)
+    old.resume = cfg.resume
+    return old
+
+
+def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    cfg = load_config(cfg, run_dir)
+    check_implemented(cfg)
+    sig = signature(cfg)
+    store = RunStore(run_dir)
+    log.info("run %s in %s (resume=%s)", sig, run_dir, cfg.resume)
+    train, val, pool = data_specs(cfg, run_dir)
+    ft = OmegaConf.to_container(cfg.finetune, resolve=True)
+    ft.update(batch_size_eval=cfg.eval.batch_size, metric=cfg.eval.metric)
+    template = EvalRequest(strategy="none", train=train, val=val, pool=pool,
+                           teams=OmegaConf.to_container(cfg.teams, resolve=True), finetune=ft,
+                           seed=cfg.seed, out_dir=str(run_dir / "datasets"))
+    agent = build_agent(cfg.agent, max_strategies=cfg.search.max_strategies, min_rounds=cfg.search.min_rounds,
+                        seed=cfg.seed, allowed_teams=[Team(t) for t in cfg.search.teams])
+    executor = build_executor(cfg.cluster)
+    search = Search(agent, template, store, executor.map, evaluate, cfg.search.max_rounds)
+    out = search.run()
+    out.timings["total"] = time.perf_counter() - t0
+    best = out.results[out.best.key]
+    shutil.copyfile(best.processed_path, run_dir / "best_train.jsonl")
+    report(out, store, sig)
+    log.info("best strategy %s; processed training set: %s", out.best.key, run_dir / "best_train.jsonl")
+    return {"signature": sig, "best": out.best.key, "stop_reason": out.stop_reason}

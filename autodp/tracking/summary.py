@@ -1,0 +1,71 @@
+"""What a finished search shows a person: a table, summary.md and timings (no sample text)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from autodp.data.io import atomic_write
+from autodp.search import SearchOutcome
+from autodp.store import RunStore
+
+
+def rows_table(out: SearchOutcome) -> list[dict[str, Any]]:
+    """One row per evaluated strategy, in round order (round 0 is the unprocessed baseline)."""
+    table, seen = [], set()
+    for rnd, keys in [(0, ["none"])] + [(p["round"], p["strategies"]) for p in out.rounds]:
+        for key in keys:
+            r = out.results[key]
+            table.append({"round": rnd, "strategy": key, "status": r.status,
+                          "r": r.score, "s": out.s(key), "rows": f"{r.rows_in}->{r.rows_out}" if r.status == "ok" else "-",
+                          "seconds": round(sum(r.timings.values()), 1), "repeat": key in seen,
+                          "error": r.error})
+            seen.add(key)
+    return table
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.4f}"
+
+
+def report(out: SearchOutcome, store: RunStore, signature: str) -> str:
+    table = rows_table(out)
+    t = Table(title=f"autodp search {signature}")
+    for col in ("round", "strategy", "status", "r", "s = r - r0", "rows", "seconds"):
+        t.add_column(col, no_wrap=True)
+    for row in table:
+        t.add_row(str(row["round"]), row["strategy"] + (" (cached)" if row["repeat"] else ""), row["status"],
+                  _fmt(row["r"]), _fmt(row["s"]), row["rows"], str(row["seconds"]))
+    console = Console(width=max(100, Console().width))
+    console.print(t)
+    src = out.agent_rounds
+    fallback = sum(v for k, v in src.items() if k.startswith("fallback"))
+    lines = [
+        f"best strategy: {out.best.key} (s = {_fmt(out.s(out.best.key))})",
+        f"stopped because: {out.stop_reason}",
+        f"agent answers: {src.get('model', 0)} round(s) from the model, {fallback} from the fallback, "
+        f"{src.get('heuristic', 0)} from the rule-based agent; {out.reprompts} re-prompt(s)",
+    ]
+    failed: dict[str, list[str]] = {}
+    for r in table:
+        if r["status"] != "ok" and not r["repeat"]:
+            failed.setdefault(str(r["error"]), []).append(r["strategy"])
+    lines += [f"failed ({len(keys)}): {err}: {', '.join(keys)}" for err, keys in failed.items()]
+    for line in lines:
+        console.print(line)
+    md = [f"# autodp search `{signature}`", "", *[f"- {x}" for x in lines], "",
+          "| round | strategy | status | r | s = r - r0 | rows | seconds |", "|---|---|---|---|---|---|---|"]
+    md += [f"| {r['round']} | {r['strategy']}{' (cached)' if r['repeat'] else ''} | "
+           f"{r['status']} | {_fmt(r['r'])} | "
+           f"{_fmt(r['s'])} | {r['rows']} | {r['seconds']} |" for r in table]
+    md += ["", "## Time per stage (s)", "", *[f"- {k}: {v:.1f}" for k, v in sorted(out.timings.items())], ""]
+    text = "\n".join(md)
+    with atomic_write(store.path("summary.md")) as f:
+        f.write(text)
+    with atomic_write(store.path("results.json")) as f:
+        json.dump({"signature": signature, "best": out.best.key, "stop_reason": out.stop_reason,
+                   "r0": out.r0, "agent_rounds": out.agent_rounds, "reprompts": out.reprompts,
+                   "timings": out.timings, "table": table}, f, indent=1)
+    return text

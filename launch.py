@@ -1,0 +1,25 @@
+"""autodp entry point: `python launch.py [overrides]`, or `-m` for a Hydra multirun sweep."""
+import logging
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+# A resumed run writes into its original dir; a fresh one gets a new dated dir.
+OmegaConf.register_new_resolver("autodp_run_dir", lambda resume, fresh: resume or fresh, replace=True)
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> dict:
+    from pathlib import Path
+
+    from autodp.run import run_search  # heavy imports only after Hydra parsed the command line
+
+    logging.getLogger().setLevel(cfg.log_level)
+    if cfg.task != "search":
+        raise NotImplementedError(f"task={cfg.task!r} is not implemented yet (issue #4 adds task=apply)")
+    return run_search(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""End-to-end searches through launch.py: resume after a kill, and the privacy canary."""
+import ast
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autodp.data.io import load_rows, write_rows
+from conftest import ROOT, SAMPLES
+
+# A small search: few rows, two rounds; the pre-warmed base is the default one (cached once).
+SMALL = ["dataset.train_limit=80", "eval.val_limit=40", "search.max_rounds=2", "search.min_rounds=2"]
+
+
+def launch(run_dir: Path, *overrides: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+    cmd = [sys.executable, "launch.py", *SMALL, *overrides, f"hydra.run.dir={run_dir}"]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    return r
+
+
+def signatures(run_dir: Path) -> list[str]:
+    return [json.loads(x)["signature"] for x in (run_dir / "evaluations.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_resume_after_kill_reevaluates_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    p = launch(run_dir, "agent=heuristic", wait=False)
+    evals = run_dir / "evaluations.jsonl"
+    deadline = time.time() + 900
+    while time.time() < deadline and (not evals.exists() or len(evals.read_text().splitlines()) < 2):
+        assert p.poll() is None, p.stdout.read()[-3000:]
+        time.sleep(0.5)
+    os.killpg(p.pid, signal.SIGKILL)  # a hard crash, mid-search
+    p.wait()
+    done_before = signatures(run_dir)
+    assert 2 <= len(done_before) and not (run_dir / "summary.md").exists()
+
+    r = launch(run_dir, "agent=heuristic", f"resume={run_dir}")
+    after = signatures(run_dir)
+    assert after[: len(done_before)] == done_before
+    assert len(after) == len(set(after)), "a finished strategy was evaluated again"
+    assert "reusing" in r.stderr
+    summary = json.loads((run_dir / "results.json").read_text())
+    assert summary["stop_reason"]
+
+    # Resuming a finished run performs no fine-tune at all.
+    launch(run_dir, "agent=heuristic", f"resume={run_dir}")
+    assert signatures(run_dir) == after
+    assert json.loads((run_dir / "results.json").read_text())["best"] == summary["best"]
+
+
+CANARIES = ["KANARIE-7f3a9c", "金丝雀标记甲乙丙"]
+
+
+@pytest.mark.slow
+def test_privacy_canary_never_reaches_agent_or_tracking(tmp_path):
+    """Plant unique markers in every row; run a search with the real LLM agent; look everywhere
+    except the data files themselves."""
+    rows = load_rows(SAMPLES / "cmd" / "train.jsonl", limit=400)
+    planted = [dict(r, instruction=f"{CANARIES[0]} {r['instruction']}", output=f"{r['output']}{CANARIES[1]}")
+               for r in rows]
+    data = tmp_path / "data" / "train.jsonl"
+    write_rows(data, planted)
+    run_dir = tmp_path / "run"
+    launch(run_dir, f"dataset.train={data}", "agent=smollm2")
+    transcript = (run_dir / "agent" / "transcript.jsonl").read_text()
+    assert "Data Cleaning Team" in transcript  # the agent really was prompted
+    data_files = {run_dir / "best_train.jsonl"}
+    checked = 0
+    for f in run_dir.rglob("*"):
+        if f.is_file() and f not in data_files and "datasets" not in f.parts:
+            text = f.read_text(errors="replace")
+            checked += 1
+            for c in CANARIES:
+                assert c not in text, f"canary {c!r} leaked into {f}"
+    assert checked >= 5
+    # The data did carry the canary through processing (so the check above could fail).
+    assert CANARIES[1] in (run_dir / "best_train.jsonl").read_text()
+
+
+def test_agent_package_imports_no_data_code():
+    """Privacy by construction: the agent cannot load, hold or process samples."""
+    forbidden = ("autodp.data", "autodp.ops", "autodp.evaluate", "autodp.search", "autodp.run",
+                 "datasets", "autodp.store", "autodp.tracking")
+    for py in (ROOT / "autodp" / "agent").rglob("*.py"):
+        for node in ast.walk(ast.parse(py.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for n in names:
+                assert not n.startswith(forbidden), f"{py.name} imports {n}"
