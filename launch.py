@@ -3,10 +3,9 @@ import logging
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-# A resumed run writes into its original dir; a fresh one gets a new dated dir.
-OmegaConf.register_new_resolver("autodp_run_dir", lambda resume, fresh: resume or fresh, replace=True)
+import autodp  # noqa: F401 - registers the config resolvers
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")

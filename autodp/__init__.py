@@ -1,0 +1,5 @@
+"""autodp: LLM-AutoDP, an LLM agent that searches data-processing strategies without seeing data."""
+from omegaconf import OmegaConf
+
+# conf/config.yaml: a resumed run writes into its original dir, a fresh one gets a new dated dir.
+OmegaConf.register_new_resolver("autodp_run_dir", lambda resume, fresh: resume or fresh, replace=True)

@@ -90,11 +90,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     store = RunStore(run_dir)
     log.info("run %s in %s (resume=%s)", sig, run_dir, cfg.resume)
     train, val, pool = data_specs(cfg, run_dir)
-    ft = OmegaConf.to_container(cfg.finetune, resolve=True)
-    ft.update(batch_size_eval=cfg.eval.batch_size, metric=cfg.eval.metric)
-    template = EvalRequest(strategy="none", train=train, val=val, pool=pool,
-                           teams=OmegaConf.to_container(cfg.teams, resolve=True), finetune=ft,
-                           seed=cfg.seed, out_dir=str(run_dir / "datasets"))
+    template = EvalRequest.from_config(cfg, train, val, pool, out_dir=str(run_dir / "datasets"))
     agent = build_agent(cfg.agent, max_strategies=cfg.search.max_strategies, min_rounds=cfg.search.min_rounds,
                         seed=cfg.seed, allowed_teams=[Team(t) for t in cfg.search.teams])
     executor = build_executor(cfg.cluster)

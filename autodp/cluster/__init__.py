@@ -11,6 +11,8 @@ class LocalExecutor:
 
     def map(self, fn: Callable[[Any], Any], requests: Sequence[Any], desc: str = "evaluate") -> list[Any]:
         results = []
+        if not requests:
+            return results
         for req in tqdm(requests, desc=desc, unit="strategy", leave=False):
             results.append(fn(req))
         return results

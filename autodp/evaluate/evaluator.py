@@ -49,8 +49,8 @@ def evaluate(req: EvalRequest) -> EvalResult:
         t2 = time.perf_counter()
         res.metrics.update(train(model, tok, processed, ft, seed=req.seed))
         t3 = time.perf_counter()
-        res.metrics.update(answer_nll(model, tok, _rows(req.val), ft))
-        res.score = -res.metrics[ft.get("metric", "nll_per_char")]
+        res.metrics.update(answer_nll(model, tok, _rows(req.val), ft, req.eval["batch_size"]))
+        res.score = -res.metrics[req.eval["metric"]]
         res.timings = {"process": t1 - t0, "load_model": t2 - t1, "finetune": t3 - t2,
                        "score": time.perf_counter() - t3}
         res.status = "ok"

@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from autodp.data.io import load_rows, write_rows
 from autodp.data.noise import inject_noise
@@ -42,8 +42,6 @@ class Fidelity:
 def measure(cfg: DictConfig, seeds: list[int], fraction: float = 0.4) -> Fidelity:
     """R(clean) and R(noisy) for each seed; the seed drives the noise and the fine-tune order."""
     clean = load_rows(resolve_path(cfg.dataset.train), cfg.dataset.train_limit)
-    ft = OmegaConf.to_container(cfg.finetune, resolve=True)
-    ft.update(metric=cfg.eval.metric)
     out = Fidelity([], [], 0.0)
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -51,10 +49,9 @@ def measure(cfg: DictConfig, seeds: list[int], fraction: float = 0.4) -> Fidelit
         for seed in seeds:
             write_rows(Path(tmp) / f"noisy{seed}.jsonl", inject_noise(clean, fraction, seed))
             for name, scores in (("clean.jsonl", out.clean), (f"noisy{seed}.jsonl", out.noisy)):
-                req = EvalRequest(strategy="none", train={"path": f"{tmp}/{name}", "limit": None},
-                                  val={"path": cfg.dataset.val, "limit": cfg.eval.val_limit},
-                                  pool={"path": cfg.dataset.train, "limit": None},
-                                  teams={}, finetune=ft, seed=seed, out_dir=tmp)
+                req = EvalRequest.from_config(cfg, train={"path": f"{tmp}/{name}", "limit": None},
+                                              val={"path": cfg.dataset.val, "limit": cfg.eval.val_limit},
+                                              pool={"path": cfg.dataset.train, "limit": None}, out_dir=tmp, seed=seed)
                 res = evaluate(req)
                 if res.status != "ok":
                     raise RuntimeError(res.traceback)

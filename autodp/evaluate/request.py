@@ -15,8 +15,20 @@ class EvalRequest:
     pool: dict[str, Any]         # {"path", "limit"}: the raw pool a scratch base is pre-warmed on
     teams: dict[str, Any]        # conf/teams: operators per team
     finetune: dict[str, Any]     # conf/finetune
+    eval: dict[str, Any]         # conf/eval: metric, batch size
     seed: int
     out_dir: str                 # where the processed dataset is written
+
+    @classmethod
+    def from_config(cls, cfg: Any, train: dict, val: dict, pool: dict, out_dir: str, seed: int | None = None) -> "EvalRequest":
+        """The request for 'no processing' under a composed config; ``replace`` sets the strategy."""
+        from omegaconf import OmegaConf
+
+        return cls(strategy="none", train=train, val=val, pool=pool,
+                   teams=OmegaConf.to_container(cfg.teams, resolve=True),
+                   finetune=OmegaConf.to_container(cfg.finetune, resolve=True),
+                   eval={"metric": cfg.eval.metric, "batch_size": cfg.eval.batch_size},
+                   seed=cfg.seed if seed is None else seed, out_dir=out_dir)
 
     @property
     def signature(self) -> str:
