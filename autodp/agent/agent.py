@@ -17,6 +17,7 @@ from autodp.agent.feedback import RoundFeedback, scores
 from autodp.agent.heuristic import HeuristicAgent
 from autodp.agent.parser import Answer, ParseError, Rules, answer_schema, parse_json, parse_text
 from autodp.agent.prompting import render_prompt
+from autodp.llm import LLMClient, build_client
 from autodp.strategy import MAX_TEAMS, Strategy, Team
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,22 @@ def _proposal(answer: Answer, source: str, attempts: int = 0, reprompts: int = 0
                     source, attempts, reprompts, answer.duplicates, transcript or [])
 
 
+class ClientBackend:
+    """The shared LLM client as the agent's backend: one chat in, the reply out (cached on disk,
+    so a re-run of the same rounds costs nothing)."""
+
+    def __init__(self, client: LLMClient):
+        self.client = client
+
+    def complete(self, messages: list[dict], schema: dict | None, seed: int) -> str:
+        return self.client.generate([messages], schema=schema, seed=seed)[0]
+
+
 def build_agent(agent_cfg: Mapping, *, max_strategies: int = 4, min_rounds: int = 2, seed: int = 0,
                 allowed_teams: tuple[Team, ...] | list[Team] | None = None, max_teams: int = MAX_TEAMS) -> Agent:
     """An Agent from a conf/agent/*.yaml mapping (a dict or an OmegaConf node); the search limits
-    come from the caller's config, the backend's own keys go to its constructor."""
+    come from the caller's config. Besides the agent's own keys, the mapping is a conf/llm one
+    (backend, model, sampling, the backend's keys), or ``backend: heuristic`` for no model."""
     cfg = dict(agent_cfg)
     kind = cfg.pop("backend")
     structured, max_reprompts = bool(cfg.pop("structured", False)), int(cfg.pop("max_reprompts", 2))
@@ -119,19 +132,12 @@ def build_agent(agent_cfg: Mapping, *, max_strategies: int = 4, min_rounds: int 
     if fallback not in ("heuristic", None):
         raise ValueError(f"agent.fallback must be 'heuristic' or null, not {fallback!r}")
     heuristic = HeuristicAgent(**dict(cfg.pop("heuristic", None) or {}))
-    # imported here: each backend pulls in its own heavy library
     if kind == "heuristic":
         if cfg:
             raise ValueError(f"unknown keys for the heuristic agent: {sorted(cfg)}")
         backend = None
-    elif kind == "openai":
-        from autodp.agent.openai_backend import OpenAIBackend
-        backend = OpenAIBackend(**cfg)
-    elif kind == "transformers":
-        from autodp.agent.transformers_backend import TransformersBackend
-        backend = TransformersBackend(**cfg)
     else:
-        raise ValueError(f"unknown agent backend {kind!r}; use heuristic, openai or transformers")
+        backend = ClientBackend(build_client({"backend": kind, **cfg}))
     return Agent(backend, heuristic=heuristic, structured=structured, max_reprompts=max_reprompts,
                  fallback=fallback is not None, max_strategies=max_strategies, max_teams=max_teams,
                  min_rounds=min_rounds, seed=seed, allowed_teams=allowed_teams or tuple(Team))
