@@ -12,12 +12,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 import autodp.ops  # noqa: F401 - registers the operators
+from autodp.accel.screening import screening_model_path
 from autodp.agent import build_agent
 from autodp.cluster import build_executor
-from autodp.data.io import DataError, atomic_write, load_rows, write_rows
+from autodp.data.io import atomic_write
+from autodp.data.specs import data_specs
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
-from autodp.resources import resolve_path
 from autodp.search import Search
 from autodp.store import RunStore
 from autodp.strategy import Team
@@ -36,34 +37,12 @@ def signature(cfg: DictConfig) -> str:
 
 def check_implemented(cfg: DictConfig) -> None:
     """Fail loudly on toggles that exist in conf/ but have no code behind them yet."""
-    todo = {"accel.dps": cfg.accel.dps.enabled, "accel.pts": cfg.accel.pts.enabled,
-            "accel.crm": cfg.accel.crm.enabled}
+    todo = {"accel.dps": cfg.accel.dps.enabled, "accel.crm": cfg.accel.crm.enabled}
     on = [k for k, v in todo.items() if v]
     if on:
-        raise NotImplementedError(f"{', '.join(on)} not implemented yet (issues #3/#4); use accel=none")
+        raise NotImplementedError(f"{', '.join(on)} not implemented yet (issue #4); use accel=none")
     if cfg.search.method != "autodp":
         raise NotImplementedError(f"search.method={cfg.search.method!r} is not implemented yet")
-
-
-def data_specs(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(train, val, pool) file specs, validated. With ``val: null`` the last ``val_rows`` rows of
-    ``train`` are held out (written under the run dir, so the split is part of the record)."""
-    d = cfg.dataset
-    train = {"path": d.train, "limit": d.train_limit}
-    if d.val is not None:
-        val = {"path": d.val, "limit": cfg.eval.val_limit}
-    else:
-        rows = load_rows(resolve_path(d.train))
-        if not d.val_rows or d.val_rows >= len(rows):
-            raise DataError(d.train, None, "val_rows", f"need 0 < val_rows < {len(rows)} when dataset.val is null")
-        split = run_dir / "splits"
-        write_rows(split / "train.jsonl", rows[: -d.val_rows])
-        write_rows(split / "val.jsonl", rows[-d.val_rows:])
-        train["path"] = str(split / "train.jsonl")
-        val = {"path": str(split / "val.jsonl"), "limit": cfg.eval.val_limit}
-    for spec in (train, val):  # fail on bad input before any agent call or training
-        load_rows(resolve_path(spec["path"]), spec["limit"])
-    return train, val, dict(train, limit=None)
 
 
 def load_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
@@ -89,8 +68,9 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     sig = signature(cfg)
     store = RunStore(run_dir)
     log.info("run %s in %s (resume=%s)", sig, run_dir, cfg.resume)
-    train, val, pool = data_specs(cfg, run_dir)
-    template = EvalRequest.from_config(cfg, train, val, pool, out_dir=str(run_dir / "datasets"))
+    specs = data_specs(cfg, run_dir / "splits")
+    screener = str(screening_model_path(cfg)) if cfg.accel.pts.enabled else None
+    template = EvalRequest.from_config(cfg, *specs, out_dir=str(run_dir / "datasets"), screener=screener)
     agent = build_agent(cfg.agent, max_strategies=cfg.search.max_strategies, min_rounds=cfg.search.min_rounds,
                         seed=cfg.seed, allowed_teams=[Team(t) for t in cfg.search.teams])
     executor = build_executor(cfg.cluster)

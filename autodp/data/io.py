@@ -78,6 +78,17 @@ def load_rows(path: str | os.PathLike, limit: int | None = None) -> list[Row]:
     return rows
 
 
+def load_spec(spec: dict[str, Any]) -> list[Row]:
+    """Rows of a spec ``{"path", "offset"?, "limit"?}`` (path may be ``pkg:...``)."""
+    from autodp.resources import resolve_path
+
+    offset, limit = spec.get("offset") or 0, spec.get("limit")
+    rows = load_rows(resolve_path(spec["path"]), None if limit is None else offset + limit)
+    if offset >= len(rows):
+        raise DataError(spec["path"], None, "offset", f"offset {offset} leaves no rows (file has {len(rows)})")
+    return rows[offset:]
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     """Write to a temp file beside ``path`` and rename it into place only on success."""

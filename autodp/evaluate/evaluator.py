@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 
-from autodp.data.io import DataError, load_rows, write_rows, fingerprint
+from autodp.accel.screening import ScreeningModel
+from autodp.data.io import DataError, fingerprint, load_spec, write_rows
 from autodp.evaluate.finetune import answer_nll, train
 from autodp.evaluate.lm import load_base
 from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.ops.teams import TeamNotAvailable, apply_strategy
-from autodp.resources import resolve_path
 from autodp.strategy import Strategy
 
 log = logging.getLogger(__name__)
@@ -21,18 +21,16 @@ log = logging.getLogger(__name__)
 SAFE_ERRORS = (TeamNotAvailable, DataError)
 
 
-def _rows(spec: dict) -> list:
-    return load_rows(resolve_path(spec["path"]), spec.get("limit"))
-
-
 def evaluate(req: EvalRequest) -> EvalResult:
     """Never raises for a failing strategy: the failure is a result the agent is told about."""
     res = EvalResult(strategy=req.strategy, signature=req.signature, status="failed")
     try:
         t0 = time.perf_counter()
-        rows = _rows(req.train)
+        rows = load_spec(req.train)
         res.rows_in = len(rows)
-        processed, reports = apply_strategy(Strategy.parse(req.strategy), rows, req.teams)
+        context = {"finetune": req.finetune, "val": req.target, "pool": req.pool,
+                   "screener": ScreeningModel.load(Path(req.screener)) if req.screener else None}
+        processed, reports = apply_strategy(Strategy.parse(req.strategy), rows, req.teams, context)
         res.ops = [r.as_dict() for r in reports]
         res.rows_out = len(processed)
         if not processed:
@@ -45,15 +43,17 @@ def evaluate(req: EvalRequest) -> EvalResult:
 
         ft = req.finetune
         torch.set_num_threads(ft.get("threads") or torch.get_num_threads())
-        model, tok = load_base(ft, _rows(req.pool))
+        model, tok = load_base(ft, load_spec(req.pool))
         t2 = time.perf_counter()
         res.metrics.update(train(model, tok, processed, ft, seed=req.seed))
         t3 = time.perf_counter()
-        res.metrics.update(answer_nll(model, tok, _rows(req.val), ft, req.eval["batch_size"]))
+        res.metrics.update(answer_nll(model, tok, load_spec(req.val), ft, req.eval["batch_size"]))
         res.score = -res.metrics[req.eval["metric"]]
         res.timings = {"process": t1 - t0, "load_model": t2 - t1, "finetune": t3 - t2,
                        "score": time.perf_counter() - t3}
         res.status = "ok"
+        log.info("R(%s) = %.4f on %d -> %d rows (%s)", req.strategy, res.score, res.rows_in, res.rows_out,
+                 ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()))
     except Exception as e:  # noqa: BLE001 - any failure of one strategy is recorded, not fatal
         res.error = str(e) if isinstance(e, SAFE_ERRORS) else f"evaluation failed ({type(e).__name__})"
         res.traceback = traceback.format_exc()

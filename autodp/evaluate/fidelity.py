@@ -13,11 +13,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from autodp.data.io import load_rows, write_rows
+from autodp.data.io import load_spec, write_rows
+from autodp.data.specs import data_specs
 from autodp.data.noise import inject_noise
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
-from autodp.resources import resolve_path
 
 
 @dataclass
@@ -41,17 +41,17 @@ class Fidelity:
 
 def measure(cfg: DictConfig, seeds: list[int], fraction: float = 0.4) -> Fidelity:
     """R(clean) and R(noisy) for each seed; the seed drives the noise and the fine-tune order."""
-    clean = load_rows(resolve_path(cfg.dataset.train), cfg.dataset.train_limit)
     out = Fidelity([], [], 0.0)
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
+        specs = data_specs(cfg, Path(tmp) / "splits")
+        clean = load_spec(specs.train)
         write_rows(Path(tmp) / "clean.jsonl", clean)
         for seed in seeds:
             write_rows(Path(tmp) / f"noisy{seed}.jsonl", inject_noise(clean, fraction, seed))
             for name, scores in (("clean.jsonl", out.clean), (f"noisy{seed}.jsonl", out.noisy)):
-                req = EvalRequest.from_config(cfg, train={"path": f"{tmp}/{name}", "limit": None},
-                                              val={"path": cfg.dataset.val, "limit": cfg.eval.val_limit},
-                                              pool={"path": cfg.dataset.train, "limit": None}, out_dir=tmp, seed=seed)
+                train = {"path": f"{tmp}/{name}", "limit": None}
+                req = EvalRequest.from_config(cfg, *specs._replace(train=train), out_dir=tmp, seed=seed)
                 res = evaluate(req)
                 if res.status != "ok":
                     raise RuntimeError(res.traceback)

@@ -40,7 +40,7 @@ def collate(batch: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.T
 
 
 def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[Row], cfg: dict[str, Any],
-          seed: int, answer_only: bool = True) -> dict[str, float]:
+          seed: int, answer_only: bool = True, progress: bool = False) -> dict[str, float]:
     """Train in place. ``cfg`` is the ``finetune`` config group (or its ``prewarm`` section)."""
     data = encode(rows, tok, cfg["template"], cfg["max_length"], cfg["max_prompt_tokens"], answer_only)
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,8 +52,8 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[Row],
             learning_rate=cfg["lr"], lr_scheduler_type=cfg.get("scheduler", "linear"),
             warmup_steps=cfg.get("warmup_steps", 0), weight_decay=cfg.get("weight_decay", 0.0),
             optim=cfg.get("optim", "adamw_torch"), bf16=cfg.get("bf16", False),
-            deepspeed=cfg.get("deepspeed"), gradient_checkpointing=cfg.get("gradient_checkpointing", False),
-            save_strategy="no", report_to=[], logging_steps=10**9, disable_tqdm=True,
+            deepspeed=cfg.get("deepspeed"),
+            save_strategy="no", report_to=[], logging_steps=10**9, disable_tqdm=not progress,
             dataloader_num_workers=0, remove_unused_columns=False, use_cpu=not torch.cuda.is_available())
         trainer = Trainer(model=model, args=args, train_dataset=data,
                           data_collator=lambda b: collate(b, tok.pad_token_id))

@@ -69,7 +69,8 @@ def load_base(ft: dict[str, Any], corpus: list[Row]) -> tuple[PreTrainedModel, P
                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
         model = LlamaForCausalLM(cfg)
         # Language-model loss on whole rows: the base learns the domain's text, not its answers.
-        train(model, tok, corpus, {**ft, **model_cfg["prewarm"]}, seed=model_cfg["seed"], answer_only=False)
+        log.info("pre-warming the evaluator's base model on %d pool rows (once; cached in %s)", len(corpus), folder.parent)
+        train(model, tok, corpus, {**ft, **model_cfg["prewarm"]}, seed=model_cfg["seed"], answer_only=False, progress=True)
         # Save to a temp folder and rename, so a crash never leaves a half-written base.
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         model.save_pretrained(tmp)

@@ -11,24 +11,27 @@ from typing import Any
 class EvalRequest:
     strategy: str                # Strategy.key
     train: dict[str, Any]        # {"path", "limit"}: the data f is applied to
-    val: dict[str, Any]          # {"path", "limit"}: the validation set scored on
+    val: dict[str, Any]          # {"path", "offset", "limit"}: the validation set scored on
+    target: dict[str, Any]       # validation rows reserved as target examples (LESS), never scored
     pool: dict[str, Any]         # {"path", "limit"}: the raw pool a scratch base is pre-warmed on
     teams: dict[str, Any]        # conf/teams: operators per team
     finetune: dict[str, Any]     # conf/finetune
     eval: dict[str, Any]         # conf/eval: metric, batch size
     seed: int
     out_dir: str                 # where the processed dataset is written
+    screener: str | None = None  # a saved screening model F: with it, PTS is on (paper 3.3.3)
 
     @classmethod
-    def from_config(cls, cfg: Any, train: dict, val: dict, pool: dict, out_dir: str, seed: int | None = None) -> "EvalRequest":
+    def from_config(cls, cfg: Any, train: dict, val: dict, target: dict, pool: dict, out_dir: str,
+                    seed: int | None = None, screener: str | None = None) -> "EvalRequest":  # argument order: autodp.data.specs.DataSpecs
         """The request for 'no processing' under a composed config; ``replace`` sets the strategy."""
         from omegaconf import OmegaConf
 
-        return cls(strategy="none", train=train, val=val, pool=pool,
+        return cls(strategy="none", train=train, val=val, target=target, pool=pool,
                    teams=OmegaConf.to_container(cfg.teams, resolve=True),
                    finetune=OmegaConf.to_container(cfg.finetune, resolve=True),
                    eval={"metric": cfg.eval.metric, "batch_size": cfg.eval.batch_size},
-                   seed=cfg.seed if seed is None else seed, out_dir=out_dir)
+                   seed=cfg.seed if seed is None else seed, out_dir=out_dir, screener=screener)
 
     @property
     def signature(self) -> str:

@@ -34,6 +34,9 @@ class Operator(ABC):
 
     name: ClassVar[str]
     team: ClassVar[Team]
+    # Parameters an operator may take from the evaluation it runs in (the fine-tune config, the
+    # target examples, the raw pool) when its config entry does not set them.
+    context_params: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def __call__(self, rows: list[Row]) -> list[Row]:
@@ -70,8 +73,9 @@ def run_op(op: Operator, rows: list[Row]) -> tuple[list[Row], OpReport]:
     return out, OpReport(op.name, op.team.value, len(rows), len(out), changed, round(seconds, 4))
 
 
-def build_op(spec: dict[str, Any] | str) -> Operator:
-    """Build from a config entry: ``{name: {params}}`` or a bare name."""
+def build_op(spec: dict[str, Any] | str, context: dict[str, Any] | None = None) -> Operator:
+    """Build from a config entry: ``{name: {params}}`` or a bare name; ``context`` fills the
+    operator's ``context_params`` that the entry leaves out."""
     if isinstance(spec, str):
         name, params = spec, {}
     else:
@@ -81,4 +85,8 @@ def build_op(spec: dict[str, Any] | str) -> Operator:
         params = dict(params or {})
     if name not in OPERATORS:
         raise ValueError(f"unknown operator {name!r}; registered: {sorted(OPERATORS)}")
-    return OPERATORS[name](**params)
+    cls = OPERATORS[name]
+    for key in cls.context_params:
+        if key not in params and context and key in context:
+            params[key] = context[key]
+    return cls(**params)

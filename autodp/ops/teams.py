@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
+from autodp.accel.pts import PTS_TEAMS, run_with_pts
 from autodp.data.io import Row
 from autodp.ops.base import Operator, OpReport, build_op, run_op
 from autodp.strategy import Strategy, Team
@@ -15,11 +16,11 @@ class TeamNotAvailable(RuntimeError):
     """A strategy uses a team that has no operators configured (or implemented) yet."""
 
 
-def build_team(team: Team, teams_cfg: Mapping[str, Any]) -> list[Operator]:
+def build_team(team: Team, teams_cfg: Mapping[str, Any], context: dict[str, Any] | None = None) -> list[Operator]:
     specs = list(teams_cfg.get(team.value) or [])
     if not specs:
-        raise TeamNotAvailable(f"{team.label} has no operators in conf/teams (not implemented yet)")
-    ops = [build_op(s) for s in specs]
+        raise TeamNotAvailable(f"{team.label} has no operators in conf/teams")
+    ops = [build_op(s, context) for s in specs]
     for op in ops:
         if op.team is not team:
             raise ValueError(f"operator {op.name!r} belongs to {op.team.label}, configured under {team.label}")
@@ -30,13 +31,21 @@ def available_teams(teams_cfg: Mapping[str, Any]) -> list[Team]:
     return [t for t in Team if teams_cfg.get(t.value)]
 
 
-def apply_strategy(strategy: Strategy, rows: list[Row], teams_cfg: Mapping[str, Any]) -> tuple[list[Row], list[OpReport]]:
-    """f(D): run every operator of every team in order; fail before any work if a team is missing."""
-    chains = [build_team(t, teams_cfg) for t in strategy.teams]
+def apply_strategy(strategy: Strategy, rows: list[Row], teams_cfg: Mapping[str, Any],
+                   context: dict[str, Any] | None = None) -> tuple[list[Row], list[OpReport]]:
+    """f(D): run every operator of every team in order; fail before any work if a team is missing.
+
+    With a screening model F in ``context["screener"]`` (PTS), the LLM teams process only the
+    rows F flags as noisy; the rest pass through untouched."""
+    chains = [build_team(t, teams_cfg, context) for t in strategy.teams]
+    screener = (context or {}).get("screener")
     reports: list[OpReport] = []
     for chain in chains:
         for op in chain:
-            rows, rep = run_op(op, rows)
+            if screener is not None and op.team in PTS_TEAMS:
+                rows, rep = run_with_pts(op, rows, screener)
+            else:
+                rows, rep = run_op(op, rows)
             reports.append(rep)
             log.info("%-24s %5d -> %5d rows, %4d changed, %.2f s", rep.op, rep.rows_in, rep.rows_out,
                      rep.rows_changed, rep.seconds)
