@@ -78,7 +78,8 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     out = search.run()
     out.timings["total"] = time.perf_counter() - t0
     best = out.results[out.best.key]
-    shutil.copyfile(best.processed_path, run_dir / "best_train.jsonl")
+    with open(best.processed_path, "rb") as src, atomic_write(run_dir / "best_train.jsonl", "wb") as dst:
+        shutil.copyfileobj(src, dst)
     report(out, store, sig)
     log.info("best strategy %s; processed training set: %s", out.best.key, run_dir / "best_train.jsonl")
     return {"signature": sig, "best": out.best.key, "stop_reason": out.stop_reason}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from autodp.agent.feedback import RoundFeedback
 from autodp.evaluate.request import EvalRequest, EvalResult
@@ -17,7 +17,7 @@ from autodp.store import RunStore
 from autodp.strategy import Strategy
 
 log = logging.getLogger(__name__)
-Executor = Callable[[Callable[[EvalRequest], EvalResult], Sequence[EvalRequest]], list[EvalResult]]
+Executor = Callable[[Callable[[EvalRequest], EvalResult], Sequence[EvalRequest]], Iterable[EvalResult]]
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Executors run evaluation requests: in-process here, as SLURM job arrays on a cluster."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
@@ -9,13 +9,12 @@ from tqdm.auto import tqdm
 class LocalExecutor:
     """Runs requests one after another in this process (2-core CPU default)."""
 
-    def map(self, fn: Callable[[Any], Any], requests: Sequence[Any], desc: str = "evaluate") -> list[Any]:
-        results = []
+    def map(self, fn: Callable[[Any], Any], requests: Sequence[Any], desc: str = "evaluate") -> Iterator[Any]:
+        """Yields each result as soon as it exists, so the caller journals it before the next starts."""
         if not requests:
-            return results
+            return
         for req in tqdm(requests, desc=desc, unit="strategy", leave=False):
-            results.append(fn(req))
-        return results
+            yield fn(req)
 
 
 def build_executor(cfg: Any) -> LocalExecutor:
