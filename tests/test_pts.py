@@ -1,49 +1,61 @@
-"""Processing-target selection: a real F trained on shipped CMD rows decides which rows an
-operator sees; clean rows pass through untouched and the report counts what was skipped."""
+"""Processing-target selection: a real F trained on shipped CMD rows decides which rows an LLM
+operator may change; the operator still sees every row (shots, dedup), clean rows pass through
+untouched, and the report counts the LLM work F took away."""
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
-from autodp.accel.pts import apply_with_pts, merge, run_with_pts, split_by_f
+from autodp.accel.pts import run_with_pts, split_by_f
 from autodp.accel.screening import compose, screening_model
 from autodp.data.io import Row, load_rows, write_rows
 from autodp.data.noise import inject_noise
-from autodp.ops.base import Operator
+from autodp.llm import LLMClient
 from autodp.ops.cleaning import CleanHtml
+from autodp.ops.generation import FillMissingAnswer, GenerateQAFromShots
+from autodp.ops.llm_op import LLMOperator
 from autodp.strategy import Team
 
 from conftest import SAMPLES
+from test_generation import NEW_A, NEW_Q, Scripted, row
 
 torch.set_num_threads(1)
 F_ROWS = 600  # F learns from the first rows; PTS runs on rows after them
 
 
-class Recording(Operator):
-    """Returns its rows unchanged and remembers which ids it was given."""
+class Recording(LLMOperator):
+    """Marks the answers of the rows it picks (no model) and remembers which ids it saw and picked."""
 
     name = "recording"
     team = Team.OPTIMIZATION
 
-    def __init__(self) -> None:
+    def __init__(self, **kw):
+        super().__init__(llm={}, **kw)
         self.seen: list[str] = []
+        self.picked: list[str] = []
+
+    def eligible(self, row: Row) -> bool:
+        return True
 
     def __call__(self, rows: list[Row]) -> list[Row]:
         self.seen += [r["id"] for r in rows]
-        return rows
+        idx = set(self.pick(rows))
+        self.start_stats(len(rows), len(idx))
+        self.picked += [rows[i]["id"] for i in sorted(idx)]
+        return [{**r, "output": r["output"] + "（已优化）"} if i in idx else r for i, r in enumerate(rows)]
 
 
-class DropAndGenerate(Operator):
-    """Drops every second row it is given, rewrites the rest and adds one new row per kept row."""
+class Flags:
+    """F as a fixed set of ids: for contracts that need a chosen split (the real F is tested above)."""
 
-    name = "drop_and_generate"
-    team = Team.GENERATION
+    def __init__(self, ids):
+        self.ids = set(ids)
 
-    def __call__(self, rows: list[Row]) -> list[Row]:
-        kept = [{**r, "output": r["output"] + "（已优化）"} for r in rows[::2]]
-        return kept + [{**r, "id": r["id"] + "-gen"} for r in kept]
+    def predict(self, rows: list[Row]) -> np.ndarray:
+        return np.array([r["id"] in self.ids for r in rows])
 
 
 @pytest.fixture(scope="module")
@@ -70,56 +82,59 @@ def test_split_by_f_partitions_the_rows_in_order(model, rows):
     assert len(html) == 40 and set(html) <= set(noisy)  # F never skips markup
 
 
-def test_pts_passes_the_operator_exactly_the_rows_f_flags(model, rows):
+def test_pts_lets_the_operator_change_exactly_the_rows_f_flags(model, rows):
     noisy, clean = split_by_f(rows, model)
     op = Recording()
-    out, rep = apply_with_pts(op, rows, noisy)
-    assert op.seen == noisy  # each flagged row once, in order; no row F calls clean
-    assert out == rows
-    assert (rep.rows_in, rep.rows_out, rep.rows_processed, rep.rows_skipped) == (200, 200, len(noisy), len(clean))
-    assert rep.seconds_saved_est == pytest.approx(rep.rows_skipped * rep.seconds_per_row, rel=1e-3, abs=1e-6)
-
-
-def test_clean_html_under_pts_cleans_flagged_rows_and_leaves_the_rest_untouched(model, rows):
-    noisy, _ = split_by_f(rows, model)
-    flagged = set(noisy)
-    out, rep = run_with_pts(CleanHtml(), rows, model)
-    assert [r["id"] for r in out] == [r["id"] for r in rows]  # a mapper keeps order
-    cleaned = dict(zip(noisy, CleanHtml()([r for r in rows if r["id"] in flagged])))
+    out, rep = run_with_pts(op, rows, model)
+    assert op.seen == [r["id"] for r in rows]  # it sees every row...
+    assert op.picked == noisy  # ...and processes each flagged row once, in order, and no other
     for before, after in zip(rows, out):
-        if before["id"] in flagged:
-            assert after == cleaned[before["id"]]
-        else:
-            assert after is before  # passed through, not even copied
-    assert not any("<div" in r["output"] for r in out)
-    assert rep.op == "clean_html" and rep.rows_skipped == len(rows) - len(flagged)
-    assert rep.rows_changed >= 40 and rep.screen_seconds > 0 and rep.seconds_saved_est is not None
+        assert (after is before) == (before["id"] in set(clean))
+    assert (rep.rows_in, rep.rows_out, rep.rows_changed) == (200, 200, len(noisy))
+    assert (rep.rows_processed, rep.rows_skipped) == (len(noisy), len(clean))
+    assert rep.seconds_saved_est == pytest.approx(rep.rows_skipped * rep.seconds_per_row, rel=1e-3, abs=1e-4)  # both rounded
+    assert rep.screen_seconds > 0
 
 
-def test_filters_drop_and_generators_append_only_among_flagged_rows(rows):
-    noisy = [r["id"] for r in rows[::3]]
-    out, rep = apply_with_pts(DropAndGenerate(), rows, noisy)
-    kept = noisy[::2]
-    expect = [r["id"] for r in rows if r["id"] not in set(noisy) or r["id"] in set(kept)]
-    assert [r["id"] for r in out] == expect + [i + "-gen" for i in kept]
-    by_id = {r["id"]: r for r in out}
-    assert all(by_id[i]["output"].endswith("（已优化）") for i in kept)
-    assert all(by_id[r["id"]] is r for r in rows if r["id"] not in set(noisy))
-    assert (rep.rows_in, rep.rows_out, rep.rows_processed) == (len(rows), len(out), len(noisy))
-    assert rep.as_dict()["rows_skipped"] == len(rows) - len(noisy)
+def test_skipped_work_is_counted_after_the_max_rows_cap(rows):
+    """With a cap of 10, F taking 150 rows away from 200 leaves 10 calls: PTS saved nothing."""
+    _, rep = run_with_pts(Recording(max_rows=10), rows, Flags(r["id"] for r in rows[:50]))
+    assert (rep.rows_processed, rep.rows_skipped) == (10, 0)
+    _, rep = run_with_pts(Recording(max_rows=10), rows, Flags(r["id"] for r in rows[:4]))
+    assert (rep.rows_processed, rep.rows_skipped) == (4, 6)
 
 
-def test_an_operator_may_not_return_rows_it_was_not_given(rows):
-    with pytest.raises(ValueError, match="was not given"):
-        merge(rows[:3], {rows[0]["id"]}, [rows[1]])
-    with pytest.raises(ValueError, match="not among the rows"):
-        apply_with_pts(Recording(), rows[:3], ["nope"])
+def test_a_fill_under_pts_takes_its_shots_from_rows_f_calls_clean(cmd_rows):
+    clean = cmd_rows[0]
+    rows = [clean, row("m1", NEW_Q, ""), row("m2", "头痛怎么办？", "")]
+    backend = Scripted("多休息，必要时就医。")
+    op = FillMissingAnswer(llm=LLMClient(backend, chat=False), k=1, seed=0)
+    out, rep = run_with_pts(op, rows, Flags({"m1"}))  # F flags one of the two missing answers
+    assert [r["output"] for r in out] == [clean["output"], "多休息，必要时就医。", ""]
+    assert len(backend.requests) == 1 and clean["output"] in backend.requests[0].prompt
+    assert (rep.rows_processed, rep.rows_skipped) == (1, 1)
+
+
+def test_generation_from_shots_is_not_restricted(cmd_rows):
+    """New pairs change no row: PTS skips nothing, shots come from every row."""
+    rows = cmd_rows[:6]
+    backend = Scripted(f"{NEW_Q}\n【回答】{NEW_A}")
+    op = GenerateQAFromShots(llm=LLMClient(backend, chat=False), num_new=1, k=6, seed=0)
+    out, rep = run_with_pts(op, rows, Flags([]))
+    assert out[:6] == rows and out[6]["instruction"] == NEW_Q
+    assert sorted(out[6]["meta"]["shots"]) == sorted(r["id"] for r in rows)
+    assert (rep.rows_processed, rep.rows_skipped) == (1, 0) and rep.stats["added"] == 1
+
+
+def test_only_llm_operators_are_screened(model, rows):
+    with pytest.raises(TypeError, match="clean_html"):
+        run_with_pts(CleanHtml(), rows, model)
 
 
 def test_nothing_flagged_means_nothing_processed_and_no_estimate(rows):
     op = Recording()
-    out, rep = apply_with_pts(op, rows[:5], [])
-    assert op.seen == [] and out == rows[:5]
+    out, rep = run_with_pts(op, rows[:5], Flags([]))
+    assert op.picked == [] and out == rows[:5]
     assert rep.rows_skipped == 5 and rep.seconds_per_row is None and rep.seconds_saved_est is None
 
 
@@ -129,4 +144,3 @@ def test_pts_logs_counts_never_text(model, rows, caplog):
     text = caplog.text
     assert "skipped as clean" in text
     assert not any(r["output"][:8] in text or r["instruction"][:8] in text for r in rows)
-

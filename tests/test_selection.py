@@ -13,7 +13,7 @@ from autodp.data.noise import inject_noise
 from autodp.data.specs import data_specs
 from autodp.ops.base import build_op, run_op
 from autodp.ops.selection import LessSelect, RademacherProjector
-from autodp.ops.teams import TeamNotAvailable
+from autodp.ops.base import TeamNotAvailable
 from conftest import ROOT
 
 torch.set_num_threads(1)

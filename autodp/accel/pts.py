@@ -1,31 +1,27 @@
-"""Processing-target selection (paper 3.3.3): expensive teams process only the rows F flags.
+"""Processing-target selection (paper 3.3.3): the LLM teams process only the rows F flags.
 
 Before an operator of an LLM team runs, the screening model F splits the current rows into
-noisy (to process) and clean (used for training as they are). ``apply_with_pts`` hands the
-operator only the noisy rows and merges its output back:
+noisy (to process) and clean (used for training as they are). The operator still sees every
+row, so a fill's few-shot examples and a generator's shots and near-duplicate check use the
+whole dataset, but it may change only the flagged rows: its ``only_ids`` are set to them.
+Generating new pairs changes no row, so PTS skips nothing there (``GenerateQAFromShots``).
 
-* a row the operator returns under a flagged row's id replaces that row, in place;
-* a flagged row the operator does not return is dropped (filters and selection);
-* a row under a new id (generation) is appended after the others, in the operator's order;
-* clean rows pass through untouched, in their original positions.
-
-A generation operator therefore fills or rewrites only flagged rows; if it wants few-shot
-examples from the whole dataset it must get them at construction, since it only ever sees
-the flagged rows. The report adds to the operator's own (rows in and out, rows changed,
-seconds) the rows skipped and the time that saved, estimated as rows skipped x the measured
-seconds per processed row, beside the time F itself took.
+The report adds to the operator's own the LLM work F took away (rows an operator would have
+processed but F calls clean, after the operator's ``max_rows`` cap) and the time that saved,
+estimated as those rows x the measured seconds per processed row, beside F's own time.
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
-from typing import Iterable, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from autodp.data.io import Row
-from autodp.ops.base import Operator, OpReport, run_op
+from autodp.ops.base import OpReport, run_op
+from autodp.ops.llm_op import LLMOperator
 from autodp.strategy import Team
 
 log = logging.getLogger(__name__)
@@ -41,11 +37,11 @@ class Screener(Protocol):
 
 @dataclass
 class PtsReport(OpReport):
-    rows_processed: int  # flagged by F and passed to the operator
-    rows_skipped: int  # called clean by F, passed through
+    rows_processed: int  # LLM calls the operator made (on rows F flags, within max_rows)
+    rows_skipped: int  # rows it would have processed without PTS, called clean by F
     seconds_per_row: float | None  # None when no row was processed (nothing to measure)
     seconds_saved_est: float | None
-    screen_seconds: float = 0.0  # F's own time (0.0 when the ids came from elsewhere)
+    screen_seconds: float = 0.0  # F's own time
 
 
 def split_by_f(rows: list[Row], model: Screener) -> tuple[list[str], list[str]]:
@@ -54,49 +50,32 @@ def split_by_f(rows: list[Row], model: Screener) -> tuple[list[str], list[str]]:
     return ([r["id"] for r, n in zip(rows, noisy) if n], [r["id"] for r, n in zip(rows, noisy) if not n])
 
 
-def merge(rows: list[Row], targets: set[str], processed: list[Row]) -> list[Row]:
-    """Put the operator's output for the ``targets`` rows back among the untouched rows."""
-    known = {r["id"] for r in rows}
-    clash = sorted({r["id"] for r in processed} & (known - targets))
-    if clash:
-        raise ValueError(f"operator returned {len(clash)} row(s) under ids of rows it was not given "
-                         f"(first: {clash[0]!r}); under PTS it may only return its own or new ids")
-    by_id = {r["id"]: r for r in processed if r["id"] in targets}
-    out = []
-    for r in rows:
-        if r["id"] not in targets:
-            out.append(r)
-        elif r["id"] in by_id:
-            out.append(by_id[r["id"]])
-    return out + [r for r in processed if r["id"] not in known]
+def _work(op: LLMOperator, rows: list[Row]) -> int:
+    """Rows the operator would process: its targets, capped by max_rows (for a generator, the
+    rows it draws shots from, which PTS leaves alone: only the difference counts)."""
+    n = sum(op.targets(rows))
+    return n if op.max_rows is None else min(n, op.max_rows)
 
 
-def apply_with_pts(op: Operator, rows: list[Row], noisy_ids: Iterable[str]) -> tuple[list[Row], PtsReport]:
-    """Run ``op`` on the rows whose id is in ``noisy_ids`` only; the rest pass through."""
-    targets = set(noisy_ids)
-    missing = targets - {r["id"] for r in rows}
-    if missing:
-        raise ValueError(f"{len(missing)} noisy id(s) are not among the rows (first: {sorted(missing)[0]!r})")
-    flagged = [r for r in rows if r["id"] in targets]
-    processed, rep = run_op(op, flagged)
-    out = merge(rows, targets, processed)
-    per_row = rep.seconds / len(flagged) if flagged else None
-    skipped = len(rows) - len(flagged)
-    report = PtsReport(rep.op, rep.team, len(rows), len(out), rep.rows_changed, rep.seconds,
-                       rows_processed=len(flagged), rows_skipped=skipped,
-                       seconds_per_row=None if per_row is None else round(per_row, 6),
-                       seconds_saved_est=None if per_row is None else round(skipped * per_row, 4))
-    return out, report
-
-
-def run_with_pts(op: Operator, rows: list[Row], model: Screener) -> tuple[list[Row], PtsReport]:
-    """Screen ``rows`` with F, then ``apply_with_pts``; logs counts and times, never text."""
+def run_with_pts(op: LLMOperator, rows: list[Row], model: Screener) -> tuple[list[Row], PtsReport]:
+    """Run ``op`` on ``rows`` with its ``only_ids`` set to the rows F flags; logs counts and
+    times, never text."""
+    if not isinstance(op, LLMOperator):
+        raise TypeError(f"PTS restricts LLM operators only; {op.name!r} is not one")
     t0 = time.perf_counter()
     noisy_ids, _ = split_by_f(rows, model)
     screen_seconds = round(time.perf_counter() - t0, 4)
-    out, report = apply_with_pts(op, rows, noisy_ids)
-    report = replace(report, screen_seconds=screen_seconds)
+    without = _work(op, rows)
+    op.only_ids = noisy_ids
+    skipped = without - _work(op, rows)
+    out, rep = run_op(op, rows)
+    processed = op.last_stats["processed"]  # LLM calls made
+    per_row = rep.seconds / processed if processed else None
+    report = PtsReport(**vars(rep), rows_processed=processed, rows_skipped=skipped,
+                       seconds_per_row=None if per_row is None else round(per_row, 6),
+                       seconds_saved_est=None if per_row is None else round(skipped * per_row, 4),
+                       screen_seconds=screen_seconds)
     saved = "n/a" if report.seconds_saved_est is None else f"~{report.seconds_saved_est:.2f} s"
-    log.info("PTS %-20s %5d rows: %d processed, %d skipped as clean, %s saved (F took %.2f s)",
-             report.op, report.rows_in, report.rows_processed, report.rows_skipped, saved, screen_seconds)
+    log.info("PTS %-20s %5d rows, %d flagged: %d processed, %d skipped as clean, %s saved (F took %.2f s)",
+             report.op, report.rows_in, len(noisy_ids), processed, skipped, saved, screen_seconds)
     return out, report

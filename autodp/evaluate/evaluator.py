@@ -13,7 +13,8 @@ from autodp.data.io import DataError, fingerprint, load_spec, write_rows
 from autodp.evaluate.finetune import answer_nll, train
 from autodp.evaluate.lm import load_base
 from autodp.evaluate.request import EvalRequest, EvalResult
-from autodp.ops.teams import TeamNotAvailable, apply_strategy
+from autodp.ops.base import TeamNotAvailable
+from autodp.ops.teams import apply_strategy
 from autodp.strategy import Strategy
 
 log = logging.getLogger(__name__)

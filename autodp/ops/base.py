@@ -29,6 +29,10 @@ def register(name: str) -> Callable[[O], O]:
     return deco
 
 
+class TeamNotAvailable(RuntimeError):
+    """A strategy uses a team that has no operators configured, or one that cannot run here."""
+
+
 class Operator(ABC):
     """Base class. Subclasses set ``team`` and take their parameters as keyword arguments."""
 
@@ -55,6 +59,7 @@ class OpReport:
     rows_out: int
     rows_changed: int
     seconds: float
+    stats: dict[str, Any]  # the operator's own counts (e.g. rewrites rejected, by reason); never text
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +75,8 @@ def run_op(op: Operator, rows: list[Row]) -> tuple[list[Row], OpReport]:
     seconds = time.perf_counter() - t0
     before = {r["id"]: _text(r) for r in rows}
     changed = sum(1 for r in out if r["id"] in before and before[r["id"]] != _text(r))
-    return out, OpReport(op.name, op.team.value, len(rows), len(out), changed, round(seconds, 4))
+    return out, OpReport(op.name, op.team.value, len(rows), len(out), changed, round(seconds, 4),
+                         dict(getattr(op, "last_stats", {})))
 
 
 def build_op(spec: dict[str, Any] | str, context: dict[str, Any] | None = None) -> Operator:

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import random
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from datasketch import MinHash, MinHashLSH
@@ -113,7 +113,8 @@ class GenerateQAFromShots(LLMOperator):
     """Add up to ``num_new`` QA pairs, each written after ``k`` random complete rows, when the
     input has at most ``max_input_rows`` rows (null: always); the artifact adds 2,000 pairs from 4
     shots to inputs of at most 1,000 rows. ``max_rows`` caps the pairs asked for. New rows get
-    ``meta.generated_by`` and the ids of their shots; ``only_ids`` restricts the shots."""
+    ``meta.generated_by`` and the ids of their shots. It changes no existing row, so ``only_ids``
+    (PTS) does not apply: shots come from, and new pairs are checked against, every row."""
 
     team = Team.GENERATION
 
@@ -124,6 +125,9 @@ class GenerateQAFromShots(LLMOperator):
 
     def eligible(self, row: Row) -> bool:
         return is_complete(row)
+
+    def targets(self, rows: Sequence[Row]) -> list[bool]:
+        return [self.eligible(r) for r in rows]
 
     def __call__(self, rows: list[Row]) -> list[Row]:
         pool = [r for r, t in zip(rows, self.targets(rows)) if t]

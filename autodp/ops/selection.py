@@ -23,8 +23,7 @@ from transformers import PreTrainedModel
 from autodp.data.io import Row, load_spec
 from autodp.evaluate.finetune import collate, encode
 from autodp.evaluate.lm import load_base
-from autodp.ops.base import Operator, register
-from autodp.ops.teams import TeamNotAvailable
+from autodp.ops.base import Operator, TeamNotAvailable, register
 from autodp.strategy import Team
 
 log = logging.getLogger(__name__)

@@ -6,14 +6,10 @@ from typing import Any, Mapping
 
 from autodp.accel.pts import PTS_TEAMS, run_with_pts
 from autodp.data.io import Row
-from autodp.ops.base import Operator, OpReport, build_op, run_op
+from autodp.ops.base import Operator, OpReport, TeamNotAvailable, build_op, run_op
 from autodp.strategy import Strategy, Team
 
 log = logging.getLogger(__name__)
-
-
-class TeamNotAvailable(RuntimeError):
-    """A strategy uses a team that has no operators configured (or implemented) yet."""
 
 
 def build_team(team: Team, teams_cfg: Mapping[str, Any], context: dict[str, Any] | None = None) -> list[Operator]:
