@@ -19,6 +19,7 @@ from autodp.data.io import atomic_write
 from autodp.data.specs import data_specs
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
+from autodp.ops.teams import available_teams
 from autodp.search import Search
 from autodp.store import RunStore
 from autodp.strategy import Team
@@ -61,6 +62,18 @@ def load_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     return old
 
 
+def offered_teams(cfg: DictConfig) -> list[Team]:
+    """The teams of ``search.teams`` that have operators in ``teams`` (e.g. teams=cleaning)."""
+    available = available_teams(cfg.teams)
+    offered = [Team(t) for t in cfg.search.teams if Team(t) in available]
+    if not offered:
+        raise ValueError(f"search.teams={list(cfg.search.teams)}: none of them has operators in conf/teams")
+    dropped = [t for t in cfg.search.teams if Team(t) not in available]
+    if dropped:
+        log.info("not offered to the agent (no operators in conf/teams): %s", ", ".join(dropped))
+    return offered
+
+
 def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     cfg = load_config(cfg, run_dir)
@@ -72,7 +85,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     screener = str(screening_model_path(cfg)) if cfg.accel.pts.enabled else None
     template = EvalRequest.from_config(cfg, *specs, out_dir=str(run_dir / "datasets"), screener=screener)
     agent = build_agent(cfg.agent, max_strategies=cfg.search.max_strategies, min_rounds=cfg.search.min_rounds,
-                        seed=cfg.seed, allowed_teams=[Team(t) for t in cfg.search.teams])
+                        seed=cfg.seed, allowed_teams=offered_teams(cfg))
     executor = build_executor(cfg.cluster)
     search = Search(agent, template, store, executor.map, evaluate, cfg.search.max_rounds)
     out = search.run()

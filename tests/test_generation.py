@@ -11,7 +11,9 @@ from omegaconf import OmegaConf
 
 from autodp.llm import Completion, LLMClient
 from autodp.ops.base import build_op, run_op
-from autodp.ops.generation import FillMissingAnswer, FillMissingQuestion, GenerateQAFromShots, novel
+from autodp.ops.generation import FillMissingAnswer, FillMissingQuestion, GenerateQAFromShots, is_complete, novel
+from autodp.ops.llm_op import stable_sample
+from autodp.ops.optimization import OptimizeAnswer
 from autodp.ops.llm_checks import CUT_OFF, ECHO, FORMAT, failure
 from autodp.resources import PROJECT_ROOT
 from autodp.strategy import Team
@@ -96,7 +98,7 @@ def test_large_inputs_get_no_new_pairs(cmd_rows):
 
 def test_teams_config_builds_the_generation_team():
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["teams=paper", "llm=openai_vllm"])
+        cfg = compose("config", overrides=["llm=openai_vllm"])
     ops = [build_op(s) for s in OmegaConf.to_container(cfg.teams, resolve=True)["generation"]]
     assert [op.name for op in ops] == ["generate_qa_from_shots", "fill_missing_question", "fill_missing_answer"]
     assert all(op.team is Team.GENERATION and op.max_rows is None for op in ops)
@@ -139,3 +141,17 @@ def test_fill_missing_fields_with_the_cpu_model(gemma, cmd_rows, tmp_path):
         for i in holes:
             assert out[i][field] == "" or failure(out[i][field], DONE, "zh") is None
         assert sum(out[i][field] != "" for i in holes) == stats["filled"] == report.rows_changed
+
+
+def test_picks_and_shots_do_not_depend_on_the_other_rows(cmd_rows):
+    """What an LLM operator picks survives a prefix that removed other rows: its prompts, hence
+    its cached answers, are shared across strategies."""
+    rows = [r for r in cmd_rows[:200] if is_complete(r)]
+    op = OptimizeAnswer(llm={}, max_rows=10, seed=0)
+    picked = [rows[i]["id"] for i in op.pick(rows)]
+    shots = [rows[j]["id"] for j in stable_sample(rows, 3, "0/x")]
+    fewer = [r for i, r in enumerate(rows) if r["id"] in picked + shots or i % 3]
+    assert len(fewer) < len(rows) * 0.75 and len(picked) == 10
+    assert [fewer[i]["id"] for i in op.pick(fewer)] == picked
+    assert [fewer[j]["id"] for j in stable_sample(fewer, 3, "0/x")] == shots
+    assert [rows[i]["id"] for i in OptimizeAnswer(llm={}, max_rows=10, seed=1).pick(rows)] != picked

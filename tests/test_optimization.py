@@ -75,7 +75,7 @@ def test_base_and_chat_prompts():
 @pytest.mark.parametrize("llm", ["gemma3", "smollm2", "openai_vllm", "vllm"])
 def test_teams_config_builds_the_optimization_team_for_every_llm(llm):
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["teams=paper", f"llm={llm}"])
+        cfg = compose("config", overrides=[f"llm={llm}"])
     specs = OmegaConf.to_container(cfg.teams, resolve=True)["optimization"]
     ops = [build_op(s) for s in specs]  # builds no client: that happens on first use
     assert [op.name for op in ops] == ["optimize_question", "optimize_answer"]

@@ -14,8 +14,9 @@ from omegaconf import OmegaConf
 from autodp.data.io import load_rows, write_rows
 from conftest import ROOT, SAMPLES
 
-# A small search: few rows, two rounds; the pre-warmed base is the default one (cached once).
-SMALL = ["dataset.train_limit=80", "eval.val_limit=40", "search.max_rounds=2", "search.min_rounds=2"]
+# A small search: few rows, two rounds, the Cleaning team; the pre-warmed base is the default one
+# (cached once).
+SMALL = ["dataset.train_limit=80", "eval.val_limit=40", "search.max_rounds=2", "search.min_rounds=2", "teams=cleaning"]
 
 
 def launch(run_dir: Path, *overrides: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
@@ -74,7 +75,8 @@ def test_privacy_canary_never_reaches_agent_or_tracking(tmp_path):
     data = tmp_path / "data" / "train.jsonl"
     write_rows(data, planted)
     run_dir = tmp_path / "run"
-    launch(run_dir, f"dataset.train={data}", "agent=smollm2")
+    # All four teams, so the LLM operators and LESS see the markers too (capped to a few LLM calls).
+    launch(run_dir, f"dataset.train={data}", "agent=smollm2", "teams=default", "llm.max_rows=2", "llm.max_pairs=1")
     transcript = (run_dir / "agent" / "transcript.jsonl").read_text()
     assert "Data Cleaning Team" in transcript  # the agent really was prompted
     data_files = {run_dir / "best_train.jsonl"}
@@ -105,7 +107,7 @@ def test_agent_package_imports_no_data_code():
 @pytest.mark.slow
 def test_multirun_over_datasets_with_local_launcher(tmp_path):
     sweep = tmp_path / "sweep"
-    r = subprocess.run([sys.executable, "launch.py", "-m", "dataset=cmd,cmedqa2", "agent=heuristic",
+    r = subprocess.run([sys.executable, "launch.py", "-m", "dataset=cmd,cmedqa2", "agent=heuristic", "teams=cleaning",
                         "dataset.train_limit=60", "eval.val_limit=30", "search.max_rounds=1", "search.min_rounds=1",
                         f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-5000:]

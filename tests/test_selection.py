@@ -1,4 +1,4 @@
-"""Selection team: LESS as configured in conf/teams/paper.yaml, on the CPU default fine-tune model."""
+"""Selection team: LESS as configured in conf/teams/default.yaml, on the CPU default fine-tune model."""
 import copy
 import random
 import string
@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def cfg():
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=["teams=paper"])
+        return compose("config", overrides=[])
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +109,16 @@ def test_deterministic_for_a_seed(entry, context, cmd_rows):
     assert torch.equal(state, torch.get_rng_state())  # the caller's random state is left alone
     assert op(rows) == op(rows)
     assert not torch.equal(first, build_op(with_params(entry, **small, seed=1), context).scores(rows))
+
+
+@pytest.mark.slow
+def test_a_row_is_scored_once_whatever_rows_come_with_it(entry, context, cmd_rows, caplog):
+    """The warm-up is on the raw pool, so a row's score depends on the row alone: a later strategy
+    scores only the rows no earlier one did."""
+    small = dict(warmup_epochs=1, min_warmup_rows=16, n_val=8, seed=7)
+    op = build_op(with_params(entry, **small), context)
+    first = op.scores(cmd_rows[300:340])
+    with caplog.at_level("INFO", logger="autodp.ops.selection"):
+        mixed = op.scores(cmd_rows[320:350])
+    assert "30 rows, 10 scored now" in caplog.text
+    assert torch.equal(mixed[:20], first[20:])

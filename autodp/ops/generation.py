@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -23,7 +22,7 @@ from autodp.llm import Completion, LLMClient
 from autodp.ops.base import register
 from autodp.ops.cleaning import row_text, shingles
 from autodp.ops.llm_checks import ECHO, FORMAT, echoes, failure
-from autodp.ops.llm_op import LLMOperator
+from autodp.ops.llm_op import LLMOperator, stable_sample
 from autodp.ops.llm_prompts import fill_task, generate_task, split_pair, strip_label, texts
 from autodp.strategy import Team
 
@@ -79,11 +78,10 @@ class Fill(LLMOperator):
         rejected = self.start_stats(len(rows), len(idx))
         out, filled = list(rows), 0
         if idx:  # no client (no model load) when there is nothing to do
-            pool = [shots_of(r) for r in rows if is_complete(r)]
+            pool = [r for r in rows if is_complete(r)]
             chat, tasks = self.client.chat, []
             for i in idx:
-                # seeded by the row: its prompt, hence its cached answer, does not depend on the others
-                shots = random.Random(f"{self.seed}/{rows[i]['id']}").sample(pool, min(self.k, len(pool)))
+                shots = [shots_of(pool[j]) for j in stable_sample(pool, self.k, f"{self.seed}/{rows[i]['id']}")]
                 tasks.append(fill_task(self.missing, rows[i][self.given], shots, self.lang, chat))
             label = texts(self.lang).labels[self.missing]
             for i, completion in zip(idx, self.complete([t.prompt for t in tasks], tasks[0].stop)):
@@ -139,8 +137,7 @@ class GenerateQAFromShots(LLMOperator):
         if n == 0:
             self.finish_stats(rejected, near_duplicates=0, added=0)
             return list(rows)
-        rng = random.Random(self.seed)
-        groups = [rng.sample(pool, min(self.k, len(pool))) for _ in range(n)]
+        groups = [[pool[j] for j in stable_sample(pool, self.k, f"{self.seed}/{p}")] for p in range(n)]
         chat = self.client.chat
         tasks = [generate_task([shots_of(s) for s in group], self.lang, chat) for group in groups]
         candidates = []

@@ -5,12 +5,17 @@ Restricting an operator to some rows: pass ``only_ids`` (or set ``op.only_ids``)
 the rows it may change, e.g. the rows a screening model flags as noisy (PTS); ``targets(rows)``
 says which rows it would work on. Other rows pass through unchanged. ``max_rows`` then caps the
 LLM calls: a seeded random sample of the targets is processed, and the log says so.
+
+Every random choice of rows (which rows to process, which rows are shots) is a ``stable_sample``:
+a row's chance depends on its id and the seed only, not on which other rows are present. Two
+strategies that reach an operator with different rows therefore still pick the rows they share,
+with the same shots, so their prompts, and the LLM's cached answers, are shared too.
 """
 from __future__ import annotations
 
 import logging
 import math
-import random
+import zlib
 import time
 from abc import abstractmethod
 from collections import Counter
@@ -23,6 +28,12 @@ from autodp.ops.base import Operator
 from autodp.ops.llm_checks import REASONS
 
 log = logging.getLogger(__name__)
+
+
+def stable_sample(rows: Sequence[Row], n: int, salt: str) -> list[int]:
+    """Indices, in row order, of the ``n`` rows whose seeded hash of their id is smallest."""
+    rank = sorted(range(len(rows)), key=lambda i: (zlib.crc32(f"{salt}/{rows[i]['id']}".encode()), i))
+    return sorted(rank[:n])
 
 
 class LLMOperator(Operator):
@@ -74,7 +85,7 @@ class LLMOperator(Operator):
         in row order)."""
         idx = [i for i, t in enumerate(self.targets(rows)) if t]
         n = self.cap(len(idx), "processing")
-        return idx if n == len(idx) else sorted(random.Random(self.seed).sample(idx, n))
+        return idx if n == len(idx) else [idx[j] for j in stable_sample([rows[i] for i in idx], n, str(self.seed))]
 
     def budget(self, chars: int, slack: int = 16) -> int:
         """Tokens for an output of ``chars`` characters (the client's max_tokens at most)."""

@@ -1,18 +1,28 @@
 """The Data Selection Team: LESS (Xia et al., ICML 2024), gradient-based selection for a target set.
 
-A LoRA adapter on the fine-tune model is warmed up on a small random part of the rows. At the end
-of every warm-up epoch (a checkpoint), each row's LoRA gradient, preconditioned with the Adam
-moments (the direction Adam would step), and the plain gradients of validation examples are
-randomly projected and L2-normalised. A row's score is the sum over checkpoints, weighted by the
-epoch's mean learning rate, of its mean cosine to the validation features; the top rows are kept.
+A LoRA adapter on the fine-tune model is warmed up on a small random part of the raw training
+pool. At the end of every warm-up epoch (a checkpoint), each row's LoRA gradient, preconditioned
+with the Adam moments (the direction Adam would step), and the plain gradients of validation
+examples are randomly projected and L2-normalised. A row's score is the sum over checkpoints,
+weighted by the epoch's mean learning rate, of its mean cosine to the validation features; the
+top rows are kept.
+
+LESS warms up on the data it selects from. In a search that data is f(D), a different set for
+every strategy, while what LESS needs from the warm-up is an adapter that has seen the domain.
+Warming up on the raw pool D instead makes a row's score depend on the row alone, so a strategy
+scores only the rows no earlier strategy scored (a row is known by its text): after the first
+strategy that selects, the next ones cost seconds, not minutes.
 """
 from __future__ import annotations
 
 import logging
+import hashlib
+import json
 import math
 import random
 import time
 from collections import Counter
+from functools import lru_cache
 from typing import Any, Iterator
 
 import torch
@@ -20,7 +30,7 @@ import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
 from transformers import PreTrainedModel
 
-from autodp.data.io import Row, load_spec
+from autodp.data.io import TEXT_FIELDS, Row, load_spec
 from autodp.evaluate.finetune import collate, encode
 from autodp.evaluate.lm import load_base
 from autodp.ops.base import Operator, TeamNotAvailable, register
@@ -111,18 +121,110 @@ class LoraGradients:
         return (BETA1 * m + (1 - BETA1) * g) / torch.sqrt(BETA2 * v + (1 - BETA2) * g**2 + EPS)
 
 
+class Checkpoint:
+    """One warm-up epoch: its mean learning rate, Adam moments, LoRA weights, target features."""
+
+    def __init__(self, lr_weight: float, adam: Moments, weights: list[torch.Tensor], val: torch.Tensor):
+        self.lr_weight, self.adam, self.weights, self.val = lr_weight, adam, weights, val
+
+
+class LessScorer:
+    """The fixed part of LESS for one setting (warm-up on the pool, checkpoints, target features),
+    and every row score computed so far, by row text."""
+
+    def __init__(self, settings: dict[str, Any]):
+        p, ft = settings, settings["finetune"]
+        # The LoRA init and dropout draw from torch's global generator: seed them without
+        # changing the caller's.
+        with torch.random.fork_rng():
+            torch.manual_seed(p["seed"])
+            self._build(p, ft)
+
+    def _build(self, p: dict[str, Any], ft: dict[str, Any]) -> None:
+        self.seconds: Counter = Counter()
+        pool = load_spec(p["pool"])
+        base, self.tok = load_base(ft, pool)
+        self.lora = LoraGradients(base, LoraConfig(r=p["lora_r"], lora_alpha=p["lora_alpha"],
+                                                   lora_dropout=p["lora_dropout"],
+                                                   target_modules=list(p["target_modules"]), task_type="CAUSAL_LM"),
+                                  self.tok.pad_token_id, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        self.ft, self.project = ft, RademacherProjector(p["proj_dim"], p["seed"])
+        n_params = sum(x.numel() for x in self.lora.params)
+        self.block = max(1, p["buffer_mb"] * 2**20 // (4 * n_params))
+        rng = random.Random(p["seed"])
+        n_warm = min(len(pool), max(p["min_warmup_rows"], round(p["warmup_fraction"] * len(pool))))
+        warm = self.encode(rng.sample(pool, n_warm))
+        val_rows = load_spec(p["val"])
+        val = self.encode(rng.sample(val_rows, min(p["n_val"], len(val_rows))))
+        self.checkpoints: list[Checkpoint] = []
+        t0 = time.perf_counter()
+        for lr_weight, adam in self.lora.warmup(warm, p["warmup_epochs"], p["lr"], ft["batch_size"],
+                                                ft.get("grad_accum", 1), p["seed"]):
+            self.seconds["warmup"] += time.perf_counter() - t0
+            weights = [x.detach().clone() for x in self.lora.params]
+            self.checkpoints.append(Checkpoint(lr_weight, adam, weights, self.features(val, None, "val_grads")))
+            t0 = time.perf_counter()
+        self.known: dict[str, float] = {}
+        log.info("less_select: warm-up on %d pool rows x %d epochs, %d target rows, %d LoRA params -> %d dims; "
+                 "seconds: %s", n_warm, p["warmup_epochs"], len(val), n_params, p["proj_dim"],
+                 ", ".join(f"{k} {v:.1f}" for k, v in self.seconds.items()))
+
+    def encode(self, rows: list[Row]) -> list[Example]:
+        ft = self.ft
+        return encode(rows, self.tok, ft["template"], ft["max_length"], ft["max_prompt_tokens"])
+
+    def features(self, data: list[Example], adam: Moments | None, stage: str) -> torch.Tensor:
+        out = []
+        for blk in _batches(data, self.block):
+            t0 = time.perf_counter()
+            g = self.lora.grads(blk, adam)
+            t1 = time.perf_counter()
+            out.append(self.project(g))
+            self.seconds[stage] += t1 - t0
+            self.seconds["projection"] += time.perf_counter() - t1
+        return F.normalize(torch.cat(out), dim=1)
+
+    def __call__(self, rows: list[Row]) -> torch.Tensor:
+        keys = [row_key(r) for r in rows]
+        todo = list({k: r for k, r in zip(keys, rows) if k not in self.known}.items())
+        self.seconds.clear()
+        if todo:
+            data = self.encode([r for _, r in todo])
+            scores = torch.zeros(len(todo), device=self.lora.device)
+            for cp in self.checkpoints:
+                with torch.no_grad():
+                    for x, w in zip(self.lora.params, cp.weights):
+                        x.copy_(w)
+                scores += cp.lr_weight * (self.features(data, cp.adam, "train_grads") @ cp.val.T).mean(dim=1)
+            self.known.update(zip((k for k, _ in todo), scores.tolist()))
+        log.info("less_select: %d rows, %d scored now (the rest known: scored earlier or repeated); seconds: %s",
+                 len(rows), len(todo), ", ".join(f"{k} {v:.1f}" for k, v in self.seconds.items()) or "0")
+        return torch.tensor([self.known[k] for k in keys])
+
+
+def row_key(row: Row) -> str:
+    return hashlib.sha256(json.dumps([row[f] for f in TEXT_FIELDS]).encode()).hexdigest()
+
+
+@lru_cache(maxsize=1)  # one setting at a time: a GPU model's adapter is not kept beside another's
+def _scorer(settings: str) -> LessScorer:
+    return LessScorer(json.loads(settings))
+
+
 @register("less_select")
 class LessSelect(Operator):
     """Keep the ``keep_fraction`` of rows whose LoRA gradients best match the validation set's.
 
     ``finetune`` is the fine-tune config: its model, template, lengths, and batch size and
-    accumulation for the warm-up. ``pool`` is the data a scratch base is pre-warmed on (the
+    accumulation for the warm-up. ``pool`` is the raw training data the warm-up samples
+    ``warmup_fraction`` of (at least ``min_warmup_rows``) and a scratch base is pre-warmed on (the
     evaluator's, so its cached base is reused), ``val`` the target examples (in a search: the
     validation rows reserved by ``eval.target_rows``, which R(f) never scores on), ``n_val``
-    random examples of which are used. All three come from the evaluation when not configured. Gradients are projected in blocks of up to ``buffer_mb``
-    (the random matrix is regenerated once per block: all rows at once on a tiny model, tens of
-    rows for a 1.5B model's LoRA). Defaults are LESS's artifact values, except
-    ``min_warmup_rows`` (so that a few hundred rows still warm up on more than a handful).
+    random examples of which are used. All three come from the evaluation when not configured.
+    Gradients are projected in blocks of up to ``buffer_mb`` (the random matrix is regenerated
+    once per block: all rows at once on a tiny model, tens of rows for a 1.5B model's LoRA).
+    Defaults are LESS's artifact values, except ``min_warmup_rows`` (so that a small pool still
+    warms up on more than a handful of rows).
     """
 
     team = Team.SELECTION
@@ -156,52 +258,5 @@ class LessSelect(Operator):
 
     def scores(self, rows: list[Row]) -> torch.Tensor:
         """The LESS score of every row: higher is more like the validation set."""
-        # The LoRA init draws from torch's global generator: seed it without changing the caller's.
-        with torch.random.fork_rng():
-            torch.manual_seed(self.seed)
-            return self._scores(rows)
-
-    def _scores(self, rows: list[Row]) -> torch.Tensor:
-        ft, seconds = self.finetune, Counter()
-        base, tok = load_base(ft, load_spec(self.pool))
-        lora = LoraGradients(base, LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha,
-                                              lora_dropout=self.lora_dropout, target_modules=self.target_modules,
-                                              task_type="CAUSAL_LM"),
-                             tok.pad_token_id, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-
-        def enc(rs: list[Row]) -> list[Example]:
-            return encode(rs, tok, ft["template"], ft["max_length"], ft["max_prompt_tokens"])
-
-        rng = random.Random(self.seed)
-        n_warm = min(len(rows), max(self.min_warmup_rows, round(self.warmup_fraction * len(rows))))
-        warm = enc(rng.sample(rows, n_warm))
-        val_rows = load_spec(self.val)
-        val = enc(rng.sample(val_rows, min(self.n_val, len(val_rows))))
-        train = enc(rows)
-        project = RademacherProjector(self.proj_dim, self.seed)
-        n_params = sum(p.numel() for p in lora.params)
-        block = max(1, self.buffer_mb * 2**20 // (4 * n_params))
-
-        def features(data: list[Example], adam: Moments | None, stage: str) -> torch.Tensor:
-            out = []
-            for blk in _batches(data, block):
-                t0 = time.perf_counter()
-                g = lora.grads(blk, adam)
-                t1 = time.perf_counter()
-                out.append(project(g))
-                seconds[stage] += t1 - t0
-                seconds["projection"] += time.perf_counter() - t1
-            return F.normalize(torch.cat(out), dim=1)
-
-        scores = torch.zeros(len(rows), device=lora.device)
-        t0 = time.perf_counter()
-        for lr_weight, adam in lora.warmup(warm, self.warmup_epochs, self.lr, ft["batch_size"],
-                                           ft.get("grad_accum", 1), self.seed):
-            seconds["warmup"] += time.perf_counter() - t0
-            cos = features(train, adam, "train_grads") @ features(val, None, "val_grads").T
-            scores += lr_weight * cos.mean(dim=1)
-            t0 = time.perf_counter()
-        log.info("less_select: %d rows, warm-up on %d x %d epochs, %d val rows, %d LoRA params -> %d dims; "
-                 "seconds: %s", len(rows), n_warm, self.warmup_epochs, len(val), n_params,
-                 self.proj_dim, ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
-        return scores.cpu()
+        settings = {k: v for k, v in self.params().items() if k != "keep_fraction"}
+        return _scorer(json.dumps(settings, sort_keys=True, default=list))(rows)

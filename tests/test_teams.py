@@ -1,0 +1,100 @@
+"""All four teams with the CPU default models: every strategy of the space runs, and one strategy
+that uses all four teams goes end to end through the evaluator (fine-tune and score), with PTS."""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from autodp.accel.screening import screening_model_path
+from autodp.data.io import load_rows, write_rows
+from autodp.data.noise import inject_noise
+from autodp.data.specs import data_specs
+from autodp.evaluate.evaluator import evaluate
+from autodp.evaluate.request import EvalRequest
+from autodp.ops.teams import apply_strategy
+from autodp.strategy import Strategy, Team, strategy_space
+from conftest import ROOT
+
+torch.set_num_threads(1)
+# One LLM call per operator and a short LESS warm-up: the contract, not the quality, is under test.
+FAST = ["llm.max_rows=1", "llm.max_pairs=1", "teams.selection.0.less_select.warmup_epochs=1",
+        "teams.selection.0.less_select.n_val=8"]
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def sample(cmd_rows):
+    """48 shipped rows with real noise made visible: markup, two missing answers, one missing question."""
+    rows = inject_noise(cmd_rows[:48], 0.25, seed=3, kinds=("html",))
+    rows[5] = {**rows[5], "output": ""}
+    rows[17] = {**rows[17], "output": ""}
+    rows[30] = {**rows[30], "instruction": ""}
+    return rows
+
+
+def op_names(strategy: Strategy, teams: dict) -> list[str]:
+    return [s if isinstance(s, str) else next(iter(s)) for t in strategy.teams for s in teams[t.value]]
+
+
+@pytest.mark.slow
+def test_every_strategy_of_the_space_runs_on_the_shipped_sample(cmd_rows, tmp_path):
+    cfg = config(*FAST)
+    teams = OmegaConf.to_container(cfg.teams, resolve=True)
+    specs = data_specs(cfg, tmp_path)
+    context = {"finetune": OmegaConf.to_container(cfg.finetune, resolve=True), "val": specs.target,
+               "pool": specs.pool}
+    rows = sample(cmd_rows)
+    space = strategy_space()
+    assert len(space) == 65
+    t0 = time.perf_counter()
+    for strategy in space:
+        out, reports = apply_strategy(strategy, rows, teams, context)
+        assert [r.op for r in reports] == op_names(strategy, teams), strategy.key
+        n = len(rows)
+        for rep in reports:  # each operator gets what the previous one returned
+            assert rep.rows_in == n, (strategy.key, rep)
+            n = rep.rows_out
+            if rep.team == Team.CLEANING.value:
+                assert rep.rows_out <= rep.rows_in
+            elif rep.team == Team.GENERATION.value:
+                assert rep.rows_out >= rep.rows_in
+            elif rep.team == Team.OPTIMIZATION.value:
+                assert rep.rows_out == rep.rows_in and rep.rows_changed <= 1  # max_rows=1
+            else:
+                assert rep.rows_out == round(0.5 * rep.rows_in)
+        assert len(out) == n
+        if strategy.is_none:
+            assert out == rows
+        write_rows(tmp_path / "out.jsonl", out)  # a valid dataset: it reloads under the schema
+        assert load_rows(tmp_path / "out.jsonl") == out
+    print(f"\n65 strategies applied in {time.perf_counter() - t0:.0f} s")
+
+
+@pytest.mark.slow
+def test_one_strategy_with_all_four_teams_end_to_end_with_pts(cmd_rows, tmp_path):
+    cfg = config(*FAST, "llm.max_rows=2", "accel.pts.enabled=true")
+    data = tmp_path / "train.jsonl"
+    write_rows(data, sample(cmd_rows) + cmd_rows[48:120])
+    cfg.dataset.train, cfg.dataset.train_limit = str(data), None
+    specs = data_specs(cfg, tmp_path / "splits")
+    screener = screening_model_path(cfg)  # F of the shipped dataset, built once and cached
+    req = replace(EvalRequest.from_config(cfg, *specs, out_dir=str(tmp_path / "datasets"), screener=str(screener)),
+                  strategy="cleaning>optimization>generation>selection")
+    res = evaluate(req)
+    assert res.status == "ok", res.traceback
+    teams = {op["team"] for op in res.ops}
+    assert teams == {t.value for t in Team} and [op["op"] for op in res.ops] == op_names(
+        Strategy.parse(req.strategy), req.teams)
+    llm_ops = [op for op in res.ops if op["team"] in ("optimization", "generation")]
+    assert len(llm_ops) == 5 and all("rows_skipped" in op and op["rows_processed"] <= 2 for op in llm_ops)
+    assert res.ops[-1]["rows_out"] == res.rows_out == round(0.5 * res.ops[-1]["rows_in"])
+    assert len(load_rows(res.processed_path)) == res.rows_out
+    assert res.score is not None and res.score < 0 and res.timings["finetune"] > 0
