@@ -12,10 +12,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 import autodp.ops  # noqa: F401 - registers the operators
-from autodp.accel.screening import screening_model_path
+from autodp.accel.dps import sample_rows
+from autodp.accel.screening import ScreeningModel, screening_model_path
 from autodp.agent import build_agent
 from autodp.cluster import build_executor
-from autodp.data.io import atomic_write
+from autodp.data.io import atomic_write, load_spec, write_rows
 from autodp.data.specs import data_specs
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
@@ -38,7 +39,7 @@ def signature(cfg: DictConfig) -> str:
 
 def check_implemented(cfg: DictConfig) -> None:
     """Fail loudly on toggles that exist in conf/ but have no code behind them yet."""
-    todo = {"accel.dps": cfg.accel.dps.enabled, "accel.crm": cfg.accel.crm.enabled}
+    todo = {"accel.crm": cfg.accel.crm.enabled}
     on = [k for k, v in todo.items() if v]
     if on:
         raise NotImplementedError(f"{', '.join(on)} not implemented yet (issue #4); use accel=none")
@@ -74,6 +75,17 @@ def offered_teams(cfg: DictConfig) -> list[Team]:
     return offered
 
 
+def dps_train(cfg: DictConfig, train: dict[str, Any], split_dir: Path, screener: Path | None) -> dict[str, Any]:
+    """Spec of the DPS sample of ``train`` (paper 3.3.2), written to ``split_dir``: the rows
+    every strategy is evaluated on. Deterministic for a seed, so a resumed run rewrites it as is."""
+    d = cfg.accel.dps
+    rows = sample_rows(load_spec(train), OmegaConf.to_container(d.encoder, resolve=True), d.ratio, d.method,
+                       cfg.seed, ScreeningModel.load(screener) if screener else None)
+    path = split_dir / "train_dps.jsonl"
+    write_rows(path, rows)
+    return {"path": str(path), "offset": 0, "limit": None}
+
+
 def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     cfg = load_config(cfg, run_dir)
@@ -82,13 +94,20 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     store = RunStore(run_dir)
     log.info("run %s in %s (resume=%s)", sig, run_dir, cfg.resume)
     specs = data_specs(cfg, run_dir / "splits")
-    screener = str(screening_model_path(cfg)) if cfg.accel.pts.enabled else None
-    template = EvalRequest.from_config(cfg, *specs, out_dir=str(run_dir / "datasets"), screener=screener)
+    dps = cfg.accel.dps
+    f_path = screening_model_path(cfg) if cfg.accel.pts.enabled or (dps.enabled and dps.stratify) else None
+    t1 = time.perf_counter()
+    if dps.enabled:
+        specs = specs._replace(train=dps_train(cfg, specs.train, run_dir / "splits", f_path if dps.stratify else None))
+    dps_seconds = time.perf_counter() - t1
+    template = EvalRequest.from_config(cfg, *specs, out_dir=str(run_dir / "datasets"),
+                                       screener=str(f_path) if cfg.accel.pts.enabled else None)
     agent = build_agent(cfg.agent, max_strategies=cfg.search.max_strategies, min_rounds=cfg.search.min_rounds,
                         seed=cfg.seed, allowed_teams=offered_teams(cfg))
     executor = build_executor(cfg.cluster)
     search = Search(agent, template, store, executor.map, evaluate, cfg.search.max_rounds)
     out = search.run()
+    out.timings["dps"] = dps_seconds
     out.timings["total"] = time.perf_counter() - t0
     best = out.results[out.best.key]
     with open(best.processed_path, "rb") as src, atomic_write(run_dir / "best_train.jsonl", "wb") as dst:

@@ -1,5 +1,6 @@
 """End-to-end searches through launch.py: resume after a kill, and the privacy canary."""
 import ast
+import csv
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from autodp.accel.screening import compose, screening_model
 from autodp.data.io import load_rows, write_rows
 from conftest import ROOT, SAMPLES
 
@@ -105,16 +107,46 @@ def test_agent_package_imports_no_data_code():
 
 
 @pytest.mark.slow
-def test_multirun_over_datasets_with_local_launcher(tmp_path):
+def test_multirun_over_accel_and_datasets_writes_the_timing_grid(tmp_path):
     sweep = tmp_path / "sweep"
-    r = subprocess.run([sys.executable, "launch.py", "-m", "dataset=cmd,cmedqa2", "agent=heuristic", "teams=cleaning",
-                        "dataset.train_limit=60", "eval.val_limit=30", "search.max_rounds=1", "search.min_rounds=1",
-                        f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    r = subprocess.run([sys.executable, "launch.py", "-m", "accel=none,dps", "dataset=cmd,cmedqa2", "agent=heuristic",
+                        "teams=cleaning", "dataset.train_limit=60", "eval.val_limit=30", "search.max_rounds=1",
+                        "search.min_rounds=1", f"hydra.sweep.dir={sweep}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-5000:]
     results = sorted(sweep.glob("*/results.json"))
-    assert len(results) == 2
-    names = sorted(OmegaConf.load(p.parent / "config.yaml").dataset.name for p in results)
-    assert names == ["cmd", "cmedqa2"]
+    assert len(results) == 4
+    cells = sorted((OmegaConf.load(p.parent / "config.yaml").dataset.name,
+                    OmegaConf.load(p.parent / "config.yaml").accel.dps.enabled) for p in results)
+    assert cells == [("cmd", False), ("cmd", True), ("cmedqa2", False), ("cmedqa2", True)]
     # cmedqa2 has no separate val file: the run holds out its last rows and records the split.
-    split = [p.parent / "splits" for p in results if (p.parent / "splits").exists()]
-    assert len(split) == 1 and len(load_rows(split[0] / "val.jsonl")) == 98
+    split = [p.parent / "splits" / "val.jsonl" for p in results if (p.parent / "splits" / "val.jsonl").exists()]
+    assert len(split) == 2 and all(len(load_rows(v)) == 98 for v in split)
+    # The Hydra callback wrote the grid (paper Table 5) into the sweep dir.
+    grid = (sweep / "grid.md").read_text()
+    assert "cmd: saved (%)" in grid and "cmedqa2: time (min)" in grid
+    assert [line.split(" | ")[0] for line in grid.splitlines()[2:]] == ["| none", "| dps"]
+    rows = list(csv.DictReader((sweep / "grid.csv").open()))
+    assert len(rows) == 4 and {r["saved_pct"] for r in rows if r["accel"] == "none"} == {"0.0"}
+    times = {(r["dataset"], r["accel"]): float(r["seconds"]) for r in rows}
+    for r in rows:
+        base = times[(r["dataset"], "none")]
+        assert float(r["saved_pct"]) == pytest.approx(100 * (1 - float(r["seconds"]) / base), abs=0.06)
+    assert (sweep / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_a_dps_search_evaluates_every_strategy_on_the_stratified_sample(tmp_path):
+    run_dir = tmp_path / "run"
+    launch(run_dir, "agent=heuristic", "accel=dps")
+    sample = load_rows(run_dir / "splits" / "train_dps.jsonl")
+    full = load_rows(SAMPLES / "cmd" / "train.jsonl", limit=80)  # SMALL's train_limit
+    ids = [r["id"] for r in full]
+    assert [ids.index(r["id"]) for r in sample] == sorted(ids.index(r["id"]) for r in sample)  # row order
+    assert 15 <= len(sample) <= 17  # 20% of each stratum, rounded
+    evals = [json.loads(x) for x in (run_dir / "evaluations.jsonl").read_text().splitlines()]
+    assert len(evals) >= 2 and all(e["rows_in"] == len(sample) for e in evals)
+    flags = screening_model(compose([])).predict
+    noisy_full, noisy_sample = flags(full).mean(), flags(sample).mean()
+    assert abs(noisy_full - noisy_sample) <= 1.5 / len(sample), (noisy_full, noisy_sample)
+    assert json.loads((run_dir / "results.json").read_text())["timings"]["dps"] > 0

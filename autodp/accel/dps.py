@@ -13,15 +13,21 @@ fraction. Within a stratum one of ``METHODS`` picks the rows:
 - ``herding`` (default): the same cells and shares; inside each cell kernel herding chooses
   the members whose mean in an RBF kernel's feature space matches the cell's mean.
 
-``mmd_rbf`` and ``tail_coverage`` measure how well a sample keeps the full set's distribution
-(benchmarks/dps.py compares the methods with them).
+``sample_rows`` applies it to a training set: embeddings from a configured encoder (cached per
+dataset), strata from the screening model F. ``mmd_rbf`` and ``tail_coverage`` measure how well
+a sample keeps the full set's distribution (benchmarks/dps.py compares the methods with them).
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
+
+from autodp.accel.embed import build_encoder, embed_rows
+from autodp.data.io import Row
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,19 @@ def sample(emb: np.ndarray, ratio: float, method: str = DEFAULT, seed: int = 0,
     log.info("DPS (%s, ratio %g, seed %d): %d of %d rows from %d strata",
              method, ratio, seed, sum(map(len, chosen)), len(emb), len(chosen))
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def sample_rows(rows: list[Row], encoder_cfg: Mapping[str, Any], ratio: float, method: str, seed: int,
+                screener: Any = None) -> list[Row]:
+    """The DPS sample of ``rows``, in row order: embedded with ``encoder_cfg`` (autodp.accel.embed),
+    stratified by the screening model's noisy flags when a ``screener`` is given (paper eq. 5)."""
+    t0 = time.perf_counter()
+    emb = embed_rows(rows, build_encoder(encoder_cfg))
+    strata = None if screener is None else np.asarray(screener.predict(rows), dtype=bool)
+    idx = sample(emb, ratio, method, seed, strata)
+    noisy = "" if strata is None else f", noisy {int(strata[idx].sum())} of {int(strata.sum())}"
+    log.info("DPS: %d of %d rows%s in %.1f s", len(idx), len(rows), noisy, time.perf_counter() - t0)
+    return [rows[i] for i in idx]
 
 
 @register

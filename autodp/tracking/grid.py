@@ -1,0 +1,152 @@
+"""The paper's Table 5 from a sweep: search time per acceleration setting and dataset, and the
+share of time each setting saves against no acceleration, as Markdown, CSV and a PNG plot.
+
+Run it on a sweep dir (``python -m autodp.tracking.grid multirun/<date>/<time>``), or let the
+Hydra callback in conf/config.yaml write it when a multirun ends. A cell is any run dir under the
+sweep with a ``results.json``; its setting is read from the saved ``config.yaml``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from autodp.data.io import atomic_write
+
+log = logging.getLogger(__name__)
+TECHNIQUES = ("dps", "pts", "crm")
+STAGES = ("dps", "agent", "eval.process", "eval.load_model", "eval.finetune", "eval.score")
+
+
+@dataclass
+class Cell:
+    dataset: str
+    accel: str  # "none" or the techniques on, e.g. "dps+pts+crm"
+    seconds: float
+    stages: dict[str, float]
+    evaluations: int
+    best: str
+    run_dir: Path
+
+
+def accel_name(cfg: Any) -> str:
+    on = [t for t in TECHNIQUES if cfg.accel[t].enabled]
+    return "+".join(on) or "none"
+
+
+def collect(sweep: Path) -> list[Cell]:
+    cells = []
+    for res_path in sorted(sweep.rglob("results.json")):
+        run_dir = res_path.parent
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        res = json.loads(res_path.read_text())
+        t = res["timings"]
+        cells.append(Cell(cfg.dataset.name, accel_name(cfg), t["total"], {s: t.get(s, 0.0) for s in STAGES},
+                          len(res["table"]), res["best"], run_dir))
+    if not cells:
+        raise FileNotFoundError(f"{sweep}: no run with a results.json below it")
+    return cells
+
+
+def saved(cells: list[Cell]) -> dict[tuple[str, str], float | None]:
+    """Per (dataset, accel): % of the `none` cell's time saved; None without a `none` cell."""
+    base = {c.dataset: c.seconds for c in cells if c.accel == "none"}
+    return {(c.dataset, c.accel): None if c.dataset not in base else 100 * (1 - c.seconds / base[c.dataset])
+            for c in cells}
+
+
+def markdown(cells: list[Cell]) -> str:
+    datasets = sorted({c.dataset for c in cells})
+    accels = sorted({c.accel for c in cells}, key=lambda a: (a != "none", a.count("+"), a))
+    by = {(c.dataset, c.accel): c for c in cells}
+    save = saved(cells)
+    lines = ["| accel | " + " | ".join(f"{d}: time (min) | {d}: saved (%)" for d in datasets) + " |",
+             "|---|" + "---|---|" * len(datasets)]
+    for a in accels:
+        row = []
+        for d in datasets:
+            c, s = by.get((d, a)), save.get((d, a))
+            row += ["-", "-"] if c is None else [f"{c.seconds / 60:.1f}", "-" if s is None else f"{s:.1f}"]
+        lines.append(f"| {a} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table_csv(cells: list[Cell]) -> str:
+    save = saved(cells)
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["dataset", "accel", "seconds", "saved_pct", "evaluations", "best", *STAGES, "run_dir"])
+    for c in cells:
+        s = save[(c.dataset, c.accel)]
+        w.writerow([c.dataset, c.accel, f"{c.seconds:.1f}", "" if s is None else f"{s:.1f}", c.evaluations, c.best,
+                    *(f"{c.stages[k]:.1f}" for k in STAGES), c.run_dir])
+    return out.getvalue()
+
+
+def plot(cells: list[Cell], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({c.dataset for c in cells})
+    accels = sorted({c.accel for c in cells}, key=lambda a: (a != "none", a.count("+"), a))
+    by = {(c.dataset, c.accel): c.seconds / 60 for c in cells}
+    width = 0.8 / len(accels)
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(datasets), 3.6))
+    for i, a in enumerate(accels):
+        xs = [j + (i - (len(accels) - 1) / 2) * width for j in range(len(datasets))]
+        ax.bar(xs, [by.get((d, a), 0.0) for d in datasets], width, label=a)
+    ax.set_xticks(range(len(datasets)), datasets)
+    ax.set_ylabel("search time (min)")
+    ax.set_title("Search time by acceleration (paper Table 5)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
+
+def write_grid(sweep: str | Path) -> list[Path]:
+    """Write grid.md, grid.csv and grid.png into ``sweep``; returns their paths."""
+    sweep = Path(sweep)
+    cells = collect(sweep)
+    paths = [sweep / "grid.md", sweep / "grid.csv", sweep / "grid.png"]
+    with atomic_write(paths[0]) as f:
+        f.write(markdown(cells))
+    with atomic_write(paths[1]) as f:
+        f.write(table_csv(cells))
+    plot(cells, paths[2])
+    log.info("timing grid of %d runs: %s", len(cells), ", ".join(str(p) for p in paths))
+    return paths
+
+
+class GridCallback:
+    """Hydra callback: after a multirun, write the grid into its sweep dir."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            write_grid(config.hydra.sweep.dir)
+        except FileNotFoundError as e:  # every cell failed: Hydra has reported why
+            log.warning("no timing grid: %s", e)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m autodp.tracking.grid <sweep-dir>", file=sys.stderr)
+        return 2
+    for p in write_grid(argv[0]):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(main(sys.argv[1:]))
