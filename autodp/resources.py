@@ -8,10 +8,14 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def cache_root() -> Path:
+    """``$AUTODP_CACHE`` or ``<repo>/.cache`` (git ignores it); not created here."""
+    return Path(os.environ.get("AUTODP_CACHE") or PROJECT_ROOT / ".cache")
+
+
 def cache_dir(*parts: str) -> Path:
-    """The cache root (``$AUTODP_CACHE`` or ``<repo>/.cache``), never inside git."""
-    root = Path(os.environ.get("AUTODP_CACHE") or PROJECT_ROOT / ".cache")
-    path = root.joinpath(*parts)
+    """A folder under the cache root, created if missing."""
+    path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

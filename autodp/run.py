@@ -28,7 +28,7 @@ from autodp.tracking.summary import report
 
 log = logging.getLogger(__name__)
 # Keys that change where or how loudly a run reports, not what it computes (Dora's rule).
-NON_IDENTITY_KEYS = ("resume", "log_level", "cluster")
+NON_IDENTITY_KEYS = ("resume", "log_level", "cluster", "cache")
 
 
 def signature(cfg: DictConfig) -> str:
@@ -39,10 +39,6 @@ def signature(cfg: DictConfig) -> str:
 
 def check_implemented(cfg: DictConfig) -> None:
     """Fail loudly on toggles that exist in conf/ but have no code behind them yet."""
-    todo = {"accel.crm": cfg.accel.crm.enabled}
-    on = [k for k, v in todo.items() if v]
-    if on:
-        raise NotImplementedError(f"{', '.join(on)} not implemented yet (issue #4); use accel=none")
     if cfg.search.method != "autodp":
         raise NotImplementedError(f"search.method={cfg.search.method!r} is not implemented yet")
 

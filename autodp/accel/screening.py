@@ -337,6 +337,15 @@ class ScreeningModel:
     def predict(self, rows: list[Row], cache: bool = True) -> np.ndarray:
         return self.scores(rows, cache) >= self.threshold
 
+    @property
+    def digest(self) -> str:
+        """What F predicts with (encoder, weights, threshold), wherever it is saved: part of the
+        CRM key of a prefix it screened."""
+        h = hashlib.sha256(json.dumps([self.encoder_cfg, self.bias, self.threshold], sort_keys=True).encode())
+        for a in (self.coef, self.mean, self.scale):
+            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        return h.hexdigest()
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write weights.npz, config.json and metrics.json into a fresh folder, then swap it in."""
         path = Path(path)

@@ -1,4 +1,4 @@
-"""Load and validate QA rows, write them atomically, fingerprint them.
+"""Load and validate QA rows, write them atomically, fingerprint and hash them.
 
 A row is a plain dict with the schema of the shipped data: ``instruction``, ``input`` and
 ``output`` (strings) and ``meta`` (an object); ``id`` is optional and added when missing.
@@ -121,3 +121,23 @@ def fingerprint(rows: Iterable[Row]) -> str:
             h.update(len(v).to_bytes(8, "little"))
             h.update(v)
     return h.hexdigest()[:16]
+
+
+def content_hash(rows: Iterable[Row]) -> str:
+    """sha256 of every field of every row in order. Unlike ``fingerprint`` it covers ids and
+    meta too: operators pick rows by id, so rows that differ only there process differently."""
+    h = hashlib.sha256()
+    for row in rows:
+        v = json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        h.update(len(v).to_bytes(8, "little"))
+        h.update(v)
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

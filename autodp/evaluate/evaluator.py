@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 
+from autodp.accel.crm import Crm, score_key
 from autodp.accel.screening import ScreeningModel
-from autodp.data.io import DataError, fingerprint, load_spec, write_rows
+from autodp.data.io import DataError, Row, fingerprint, load_spec, write_rows
 from autodp.evaluate.finetune import answer_nll, train
 from autodp.evaluate.lm import load_base
 from autodp.evaluate.request import EvalRequest, EvalResult
@@ -22,8 +23,24 @@ log = logging.getLogger(__name__)
 SAFE_ERRORS = (TeamNotAvailable, DataError)
 
 
+def _finetune_and_score(req: EvalRequest, processed: list[Row]) -> tuple[dict[str, float], dict[str, float]]:
+    """FT(W_pre, processed) then Eval(., D_val): (metrics, seconds per stage)."""
+    t0 = time.perf_counter()
+    ft = req.finetune
+    torch.set_num_threads(ft.get("threads") or torch.get_num_threads())
+    model, tok = load_base(ft, load_spec(req.pool))
+    t1 = time.perf_counter()
+    metrics = train(model, tok, processed, ft, seed=req.seed)
+    t2 = time.perf_counter()
+    metrics.update(answer_nll(model, tok, load_spec(req.val), ft, req.eval["batch_size"]))
+    return metrics, {"load_model": t1 - t0, "finetune": t2 - t1, "score": time.perf_counter() - t2}
+
+
 def evaluate(req: EvalRequest) -> EvalResult:
-    """Never raises for a failing strategy: the failure is a result the agent is told about."""
+    """Never raises for a failing strategy: the failure is a result the agent is told about.
+
+    With ``req.crm_dir`` (CRM), processing reuses the longest cached prefix of the strategy, and
+    data already scored under the same settings is not fine-tuned again (``score_cached``)."""
     res = EvalResult(strategy=req.strategy, signature=req.signature, status="failed")
     try:
         t0 = time.perf_counter()
@@ -31,7 +48,8 @@ def evaluate(req: EvalRequest) -> EvalResult:
         res.rows_in = len(rows)
         context = {"finetune": req.finetune, "val": req.target, "pool": req.pool,
                    "screener": ScreeningModel.load(Path(req.screener)) if req.screener else None}
-        processed, reports = apply_strategy(Strategy.parse(req.strategy), rows, req.teams, context)
+        crm = Crm(req.crm_dir) if req.crm_dir else None
+        processed, reports = apply_strategy(Strategy.parse(req.strategy), rows, req.teams, context, crm)
         res.ops = [r.as_dict() for r in reports]
         res.rows_out = len(processed)
         if not processed:
@@ -40,21 +58,23 @@ def evaluate(req: EvalRequest) -> EvalResult:
         path = Path(req.out_dir) / f"{res.data_fingerprint}.jsonl"
         write_rows(path, processed)
         res.processed_path = str(path)
-        t1 = time.perf_counter()
+        res.timings = {"process": time.perf_counter() - t0}
 
-        ft = req.finetune
-        torch.set_num_threads(ft.get("threads") or torch.get_num_threads())
-        model, tok = load_base(ft, load_spec(req.pool))
-        t2 = time.perf_counter()
-        res.metrics.update(train(model, tok, processed, ft, seed=req.seed))
-        t3 = time.perf_counter()
-        res.metrics.update(answer_nll(model, tok, load_spec(req.val), ft, req.eval["batch_size"]))
+        key = score_key(processed, req.finetune, req.eval, req.val, req.pool, req.seed) if crm else None
+        cached = crm.metrics(key) if crm else None
+        if cached is None:
+            metrics, timings = _finetune_and_score(req, processed)
+            res.timings.update(timings)
+            if crm:
+                crm.put_metrics(key, metrics)
+        else:
+            metrics, res.score_cached = cached, True
+        res.metrics.update(metrics)
         res.score = -res.metrics[req.eval["metric"]]
-        res.timings = {"process": t1 - t0, "load_model": t2 - t1, "finetune": t3 - t2,
-                       "score": time.perf_counter() - t3}
         res.status = "ok"
-        log.info("R(%s) = %.4f on %d -> %d rows (%s)", req.strategy, res.score, res.rows_in, res.rows_out,
-                 ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()))
+        log.info("R(%s) = %.4f on %d -> %d rows (%s)%s", req.strategy, res.score, res.rows_in, res.rows_out,
+                 ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()),
+                 "; score reused from the CRM cache" if res.score_cached else "")
     except Exception as e:  # noqa: BLE001 - any failure of one strategy is recorded, not fatal
         res.error = str(e) if isinstance(e, SAFE_ERRORS) else f"evaluation failed ({type(e).__name__})"
         res.traceback = traceback.format_exc()

@@ -6,6 +6,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# Where an evaluation writes, not what it computes: left out of its signature.
+LOCATIONS = ("out_dir", "crm_dir")
+
 
 @dataclass(frozen=True)
 class EvalRequest:
@@ -20,6 +23,7 @@ class EvalRequest:
     seed: int
     out_dir: str                 # where the processed dataset is written
     screener: str | None = None  # a saved screening model F: with it, PTS is on (paper 3.3.3)
+    crm_dir: str | None = None   # the cache-and-reuse cache: with it, CRM is on (paper 3.3.4)
 
     @classmethod
     def from_config(cls, cfg: Any, train: dict, val: dict, target: dict, pool: dict, out_dir: str,
@@ -27,16 +31,18 @@ class EvalRequest:
         """The request for 'no processing' under a composed config; ``replace`` sets the strategy."""
         from omegaconf import OmegaConf
 
+        crm_dir = cfg.cache.dir if cfg.accel.crm.enabled else None
         return cls(strategy="none", train=train, val=val, target=target, pool=pool,
                    teams=OmegaConf.to_container(cfg.teams, resolve=True),
                    finetune=OmegaConf.to_container(cfg.finetune, resolve=True),
                    eval={"metric": cfg.eval.metric, "batch_size": cfg.eval.batch_size},
-                   seed=cfg.seed if seed is None else seed, out_dir=out_dir, screener=screener)
+                   seed=cfg.seed if seed is None else seed, out_dir=out_dir, screener=screener,
+                   crm_dir=crm_dir)
 
     @property
     def signature(self) -> str:
         """Identity of the evaluation: everything that can change its score (Dora-style)."""
-        blob = {k: v for k, v in asdict(self).items() if k != "out_dir"}
+        blob = {k: v for k, v in asdict(self).items() if k not in LOCATIONS}
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -53,6 +59,7 @@ class EvalResult:
     rows_out: int = 0
     data_fingerprint: str | None = None
     processed_path: str | None = None
+    score_cached: bool = False                    # metrics reused from the CRM cache: no fine-tune ran
     error: str | None = None                      # safe to show the agent: no sample text
     traceback: str | None = None                  # for the run store only, never the agent
 

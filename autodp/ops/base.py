@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar, TypeVar
 
 from autodp.data.io import TEXT_FIELDS, Row
@@ -60,6 +60,8 @@ class OpReport:
     rows_changed: int
     seconds: float
     stats: dict[str, Any]  # the operator's own counts (e.g. rewrites rejected, by reason); never text
+    # True when this run reused the output from the CRM cache; the counts are those of the run that made it.
+    cached: bool = field(default=False, kw_only=True)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

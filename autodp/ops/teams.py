@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
+from autodp.accel.crm import Crm, prefix_keys
 from autodp.accel.pts import PTS_TEAMS, run_with_pts
 from autodp.data.io import Row
 from autodp.ops.base import Operator, OpReport, TeamNotAvailable, build_op, run_op
@@ -27,22 +28,39 @@ def available_teams(teams_cfg: Mapping[str, Any]) -> list[Team]:
     return [t for t in Team if teams_cfg.get(t.value)]
 
 
+def _run_team(chain: list[Operator], rows: list[Row], screener: Any) -> tuple[list[Row], list[OpReport]]:
+    reports = []
+    for op in chain:
+        if screener is not None and op.team in PTS_TEAMS:
+            rows, rep = run_with_pts(op, rows, screener)
+        else:
+            rows, rep = run_op(op, rows)
+        reports.append(rep)
+        log.info("%-24s %5d -> %5d rows, %4d changed, %.2f s", rep.op, rep.rows_in, rep.rows_out,
+                 rep.rows_changed, rep.seconds)
+    return rows, reports
+
+
 def apply_strategy(strategy: Strategy, rows: list[Row], teams_cfg: Mapping[str, Any],
-                   context: dict[str, Any] | None = None) -> tuple[list[Row], list[OpReport]]:
+                   context: dict[str, Any] | None = None, cache: Crm | None = None) -> tuple[list[Row], list[OpReport]]:
     """f(D): run every operator of every team in order; fail before any work if a team is missing.
 
     With a screening model F in ``context["screener"]`` (PTS), the LLM teams process only the
-    rows F flags as noisy; the rest pass through untouched."""
+    rows F flags as noisy; the rest pass through untouched. With a ``cache`` (CRM), the longest
+    stored prefix of the strategy is loaded instead of run (its reports say ``cached``), only
+    the remaining teams run, and the result of each of them is stored for later strategies."""
     chains = [build_team(t, teams_cfg, context) for t in strategy.teams]
     screener = (context or {}).get("screener")
-    reports: list[OpReport] = []
-    for chain in chains:
-        for op in chain:
-            if screener is not None and op.team in PTS_TEAMS:
-                rows, rep = run_with_pts(op, rows, screener)
-            else:
-                rows, rep = run_op(op, rows)
-            reports.append(rep)
-            log.info("%-24s %5d -> %5d rows, %4d changed, %.2f s", rep.op, rep.rows_in, rep.rows_out,
-                     rep.rows_changed, rep.seconds)
+    done, reports, keys = 0, [], []
+    if cache is not None:
+        keys = prefix_keys(rows, list(zip(strategy.teams, chains)), screener)
+        done, rows, reports = cache.longest_prefix(keys, rows)
+        if done:
+            log.info("CRM: reusing the processed prefix %s (%d rows) of %s", Strategy(strategy.teams[:done]).key,
+                     len(rows), strategy.key)
+    for i in range(done, len(chains)):
+        rows, team_reports = _run_team(chains[i], rows, screener)
+        reports += team_reports
+        if cache is not None:
+            cache.store(keys[i], rows, reports, Strategy(strategy.teams[:i + 1]).key)
     return rows, reports
