@@ -12,12 +12,12 @@ import autodp  # noqa: F401 - registers the config resolvers
 def main(cfg: DictConfig) -> dict:
     from pathlib import Path
 
-    from autodp.run import run_search  # heavy imports only after Hydra parsed the command line
+    from autodp.run import TASKS  # heavy imports only after Hydra parsed the command line
 
     logging.getLogger().setLevel(cfg.log_level)
-    if cfg.task != "search":
-        raise NotImplementedError(f"task={cfg.task!r} is not implemented yet (issue #4 adds task=apply)")
-    return run_search(cfg, Path(HydraConfig.get().runtime.output_dir))
+    if cfg.task not in TASKS:
+        raise ValueError(f"task={cfg.task!r}: known tasks are {', '.join(TASKS)}")
+    return TASKS[cfg.task](cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 if __name__ == "__main__":

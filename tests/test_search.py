@@ -81,17 +81,18 @@ def test_privacy_canary_never_reaches_agent_or_tracking(tmp_path):
     launch(run_dir, f"dataset.train={data}", "agent=smollm2", "teams=default", "llm.max_rows=2", "llm.max_pairs=1")
     transcript = (run_dir / "agent" / "transcript.jsonl").read_text()
     assert "Data Cleaning Team" in transcript  # the agent really was prompted
-    data_files = {run_dir / "best_train.jsonl"}
     checked = 0
     for f in run_dir.rglob("*"):
-        if f.is_file() and f not in data_files and "datasets" not in f.parts:
+        data = "datasets" in f.parts or "hf" in f.parts or f == run_dir / "export" / "train.jsonl"
+        if f.is_file() and not data:
             text = f.read_text(errors="replace")
             checked += 1
             for c in CANARIES:
                 assert c not in text, f"canary {c!r} leaked into {f}"
     assert checked >= 5
     # The data did carry the canary through processing (so the check above could fail).
-    assert CANARIES[1] in (run_dir / "best_train.jsonl").read_text()
+    assert CANARIES[1] in (run_dir / "export" / "train.jsonl").read_text()
+    assert json.loads((run_dir / "export" / "manifest.json").read_text())["input"]["rows"] == 80
 
 
 def test_agent_package_imports_no_data_code():
@@ -150,3 +151,5 @@ def test_a_dps_search_evaluates_every_strategy_on_the_stratified_sample(tmp_path
     noisy_full, noisy_sample = flags(full).mean(), flags(sample).mean()
     assert abs(noisy_full - noisy_sample) <= 1.5 / len(sample), (noisy_full, noisy_sample)
     assert json.loads((run_dir / "results.json").read_text())["timings"]["dps"] > 0
+    # The winner is applied to the full training set, not to the sample.
+    assert json.loads((run_dir / "export" / "manifest.json").read_text())["input"]["rows"] == 80

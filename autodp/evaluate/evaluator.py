@@ -14,7 +14,7 @@ from autodp.data.io import DataError, Row, fingerprint, load_spec, write_rows
 from autodp.evaluate.finetune import answer_nll, train
 from autodp.evaluate.lm import load_base
 from autodp.evaluate.request import EvalRequest, EvalResult
-from autodp.ops.base import TeamNotAvailable
+from autodp.ops.base import OpReport, TeamNotAvailable
 from autodp.ops.teams import apply_strategy
 from autodp.strategy import Strategy
 
@@ -36,6 +36,17 @@ def _finetune_and_score(req: EvalRequest, processed: list[Row]) -> tuple[dict[st
     return metrics, {"load_model": t1 - t0, "finetune": t2 - t1, "score": time.perf_counter() - t2}
 
 
+def process(req: EvalRequest) -> tuple[list[Row], list[Row], list[OpReport]]:
+    """f(D) for the request: (input rows, processed rows, one report per operator). With
+    ``req.crm_dir`` the longest cached prefix of the strategy is reused."""
+    rows = load_spec(req.train)
+    context = {"finetune": req.finetune, "val": req.target, "pool": req.pool,
+               "screener": ScreeningModel.load(Path(req.screener)) if req.screener else None}
+    crm = Crm(req.crm_dir) if req.crm_dir else None
+    processed, reports = apply_strategy(Strategy.parse(req.strategy), rows, req.teams, context, crm)
+    return rows, processed, reports
+
+
 def evaluate(req: EvalRequest) -> EvalResult:
     """Never raises for a failing strategy: the failure is a result the agent is told about.
 
@@ -44,12 +55,8 @@ def evaluate(req: EvalRequest) -> EvalResult:
     res = EvalResult(strategy=req.strategy, signature=req.signature, status="failed")
     try:
         t0 = time.perf_counter()
-        rows = load_spec(req.train)
+        rows, processed, reports = process(req)
         res.rows_in = len(rows)
-        context = {"finetune": req.finetune, "val": req.target, "pool": req.pool,
-                   "screener": ScreeningModel.load(Path(req.screener)) if req.screener else None}
-        crm = Crm(req.crm_dir) if req.crm_dir else None
-        processed, reports = apply_strategy(Strategy.parse(req.strategy), rows, req.teams, context, crm)
         res.ops = [r.as_dict() for r in reports]
         res.rows_out = len(processed)
         if not processed:
@@ -60,6 +67,7 @@ def evaluate(req: EvalRequest) -> EvalResult:
         res.processed_path = str(path)
         res.timings = {"process": time.perf_counter() - t0}
 
+        crm = Crm(req.crm_dir) if req.crm_dir else None
         key = score_key(processed, req.finetune, req.eval, req.val, req.pool, req.seed) if crm else None
         cached = crm.metrics(key) if crm else None
         if cached is None:
