@@ -66,7 +66,7 @@ def test_llm_package_imports_no_data_code():
 def test_every_llm_config_has_a_client_and_caps():
     for path in sorted((ROOT / "conf" / "llm").glob("*.yaml")):
         cfg = OmegaConf.load(path)
-        assert set(cfg) == {"client", "max_rows", "max_pairs", "tokens_per_char"}, path.name
+        assert set(cfg) == {"client", "fraction", "max_rows", "max_pairs", "tokens_per_char"}, path.name
         assert cfg.client.backend in ("openai", "vllm", "transformers")
         assert {"temperature", "top_p", "max_tokens", "chat"} <= set(cfg.client), path.name
 

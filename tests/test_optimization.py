@@ -91,6 +91,16 @@ def test_bad_parameters_fail_early():
         OptimizeAnswer(llm={}, length_tolerance=-0.1)
     with pytest.raises(ValueError, match="max_rows"):
         OptimizeAnswer(llm={}, max_rows=-1)
+    with pytest.raises(ValueError, match="fraction"):
+        OptimizeAnswer(llm={}, fraction=0)
+
+
+def test_llm_work_is_a_share_of_the_rows_with_work_capped_by_max_rows(cmd_rows):
+    op = OptimizeAnswer(llm={}, fraction=0.02)
+    assert [op.work(n) for n in (400, 80, 24, 1, 0)] == [8, 2, 1, 1, 0]
+    assert OptimizeAnswer(llm={}, fraction=0.02, max_rows=5).work(400) == 5
+    assert OptimizeAnswer(llm={}).work(400) == 400
+    assert len(op.pick(cmd_rows[:400])) == 8 and len(op.pick(cmd_rows[:80])) == 2
 
 
 def test_nothing_to_do_loads_no_model(cmd_rows):

@@ -7,7 +7,7 @@ whole dataset, but it may change only the flagged rows: its ``only_ids`` are set
 Generating new pairs changes no row, so PTS skips nothing there (``GenerateQAFromShots``).
 
 The report adds to the operator's own the LLM work F took away (rows an operator would have
-processed but F calls clean, after the operator's ``max_rows`` cap) and the time that saved,
+processed but F calls clean, after its ``fraction`` and ``max_rows``) and the time that saved,
 estimated as those rows x the measured seconds per processed row, beside F's own time.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Screener(Protocol):
 
 @dataclass
 class PtsReport(OpReport):
-    rows_processed: int  # LLM calls the operator made (on rows F flags, within max_rows)
+    rows_processed: int  # LLM calls the operator made (on rows F flags)
     rows_skipped: int  # rows it would have processed without PTS, called clean by F
     seconds_per_row: float | None  # None when no row was processed (nothing to measure)
     seconds_saved_est: float | None
@@ -51,10 +51,9 @@ def split_by_f(rows: list[Row], model: Screener) -> tuple[list[str], list[str]]:
 
 
 def _work(op: LLMOperator, rows: list[Row]) -> int:
-    """Rows the operator would process: its targets, capped by max_rows (for a generator, the
-    rows it draws shots from, which PTS leaves alone: only the difference counts)."""
-    n = sum(op.targets(rows))
-    return n if op.max_rows is None else min(n, op.max_rows)
+    """Rows the operator would process: its targets, under its fraction and max_rows (for a
+    generator, the rows it draws shots from, which PTS leaves alone: only the difference counts)."""
+    return op.work(sum(op.targets(rows)))
 
 
 def run_with_pts(op: LLMOperator, rows: list[Row], model: Screener) -> tuple[list[Row], PtsReport]:

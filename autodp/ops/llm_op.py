@@ -41,18 +41,24 @@ class LLMOperator(Operator):
 
     ``llm``: a ``conf/llm`` client mapping (turned into one client per process) or a client.
     ``lang``: the data's language; prompts are written in it and outputs must be in it.
-    ``max_rows``: at most this many LLM calls per run (null: no cap). ``tokens_per_char``: an
+    ``fraction``: process a seeded sample of this share of the rows that have work (null: all),
+    so that on a CPU the LLM work stays proportional to the data's size and to what PTS leaves
+    (a 20% DPS sample costs a fifth). ``max_rows``: at most this many LLM calls per run on top
+    (null: no cap). ``tokens_per_char``: an
     upper bound of the model's tokens per character, which turns a length limit in characters
     into a token budget. ``temperature``, ``top_p``, ``max_tokens``: override the client's
     defaults. ``seed``: sampling and every random choice of the operator. ``only_ids``: the ids
     of the rows it may work on (null: all), see the module's docstring.
     """
 
-    def __init__(self, llm: Mapping | LLMClient, lang: str = "zh", max_rows: int | None = None,
-                 tokens_per_char: float = 2.0, temperature: float | None = None, top_p: float | None = None,
+    def __init__(self, llm: Mapping | LLMClient, lang: str = "zh", fraction: float | None = None,
+                 max_rows: int | None = None, tokens_per_char: float = 2.0, temperature: float | None = None, top_p: float | None = None,
                  max_tokens: int | None = None, seed: int = 0, only_ids: Iterable[str] | None = None):
         if max_rows is not None and max_rows < 0:
             raise ValueError(f"max_rows must be >= 0 or null, got {max_rows}")
+        if fraction is not None and not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1] or null, got {fraction}")
+        self.fraction = fraction
         self.llm, self.lang, self.max_rows, self.tokens_per_char = llm, lang, max_rows, tokens_per_char
         self.temperature, self.top_p, self.max_tokens, self.seed = temperature, top_p, max_tokens, seed
         self.only_ids = None if only_ids is None else sorted(only_ids)
@@ -73,16 +79,22 @@ class LLMOperator(Operator):
         allowed = None if self.only_ids is None else set(self.only_ids)
         return [self.eligible(r) and (allowed is None or r["id"] in allowed) for r in rows]
 
+    def work(self, total: int) -> int:
+        """How many of ``total`` units of LLM work to do under ``fraction`` and ``max_rows``."""
+        n = total if self.fraction is None else math.ceil(self.fraction * total)
+        return n if self.max_rows is None else min(n, self.max_rows)
+
     def cap(self, total: int, what: str, unit: str = "rows") -> int:
-        """How many of ``total`` units of LLM work to do, logged when ``max_rows`` cuts it."""
-        if self.max_rows is None or total <= self.max_rows:
-            return total
-        log.info("%s: %s %d of %d %s (max_rows=%d)", self.name, what, self.max_rows, total, unit, self.max_rows)
-        return self.max_rows
+        """``work(total)``, logged when it is less than ``total``."""
+        n = self.work(total)
+        if n < total:
+            log.info("%s: %s %d of %d %s (fraction=%s, max_rows=%s)", self.name, what, n, total, unit,
+                     self.fraction, self.max_rows)
+        return n
 
     def pick(self, rows: Sequence[Row]) -> list[int]:
-        """Indices of the rows to process: the targets, capped by ``max_rows`` (a seeded sample,
-        in row order)."""
+        """Indices of the rows to process: the targets, or a seeded sample of them under
+        ``fraction`` and ``max_rows``, in row order."""
         idx = [i for i, t in enumerate(self.targets(rows)) if t]
         n = self.cap(len(idx), "processing")
         return idx if n == len(idx) else [idx[j] for j in stable_sample([rows[i] for i in idx], n, str(self.seed))]
