@@ -12,7 +12,7 @@ import autodp.ops.selection  # noqa: F401 - registers less_select
 from autodp.data.noise import inject_noise
 from autodp.data.specs import data_specs
 from autodp.ops.base import build_op, run_op
-from autodp.ops.selection import LessSelect, RademacherProjector
+from autodp.ops.selection import LessSelect, RademacherProjector, _scorer
 from autodp.ops.base import TeamNotAvailable
 from conftest import ROOT
 
@@ -122,3 +122,15 @@ def test_a_row_is_scored_once_whatever_rows_come_with_it(entry, context, cmd_row
         mixed = op.scores(cmd_rows[320:350])
     assert "30 rows, 10 scored now" in caplog.text
     assert torch.equal(mixed[:20], first[20:])
+
+
+@pytest.mark.slow
+def test_scores_do_not_depend_on_whether_the_base_was_cached(entry, context, cmd_rows, tmp_path, monkeypatch):
+    """The first use of a setting pre-warms its base; LESS must score as it does once cached."""
+    monkeypatch.setenv("AUTODP_CACHE", str(tmp_path))  # an empty cache: the base is built here
+    small = dict(warmup_epochs=1, min_warmup_rows=16, n_val=8)
+    ctx = {**context, "pool": {**context["pool"], "limit": 120}}  # a small pool: a quick pre-warm
+    rows = cmd_rows[400:430]
+    cold = build_op(with_params(entry, **small), ctx).scores(rows)
+    _scorer.cache_clear()  # a new process: the base now comes from the cache
+    assert torch.equal(cold, build_op(with_params(entry, **small), ctx).scores(rows))

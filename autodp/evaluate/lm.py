@@ -60,17 +60,20 @@ def load_base(ft: dict[str, Any], corpus: list[Row]) -> tuple[PreTrainedModel, P
     if not (folder / "config.json").exists():
         t0 = time.perf_counter()
         tok = char_tokenizer((r["instruction"] + r["input"] + r["output"] for r in corpus), model_cfg["vocab_size"])
-        torch.manual_seed(model_cfg["seed"])
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=model_cfg["hidden_size"],
-                          intermediate_size=model_cfg["intermediate_size"],
-                          num_hidden_layers=model_cfg["layers"], num_attention_heads=model_cfg["heads"],
-                          num_key_value_heads=model_cfg["heads"], max_position_embeddings=model_cfg["max_length"],
-                          tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
-                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-        model = LlamaForCausalLM(cfg)
-        # Language-model loss on whole rows: the base learns the domain's text, not its answers.
-        log.info("pre-warming the evaluator's base model on %d pool rows (once; cached in %s)", len(corpus), folder.parent)
-        train(model, tok, corpus, {**ft, **model_cfg["prewarm"]}, seed=model_cfg["seed"], answer_only=False, progress=True)
+        with torch.random.fork_rng():  # seeded init and pre-warm, without touching the caller's generator
+            torch.manual_seed(model_cfg["seed"])
+            cfg = LlamaConfig(vocab_size=len(tok), hidden_size=model_cfg["hidden_size"],
+                              intermediate_size=model_cfg["intermediate_size"],
+                              num_hidden_layers=model_cfg["layers"], num_attention_heads=model_cfg["heads"],
+                              num_key_value_heads=model_cfg["heads"], max_position_embeddings=model_cfg["max_length"],
+                              tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
+                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+            model = LlamaForCausalLM(cfg)
+            # Language-model loss on whole rows: the base learns the domain's text, not its answers.
+            log.info("pre-warming the evaluator's base model on %d pool rows (once; cached in %s)", len(corpus),
+                     folder.parent)
+            train(model, tok, corpus, {**ft, **model_cfg["prewarm"]}, seed=model_cfg["seed"], answer_only=False,
+                  progress=True)
         # Save to a temp folder and rename, so a crash never leaves a half-written base.
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         model.save_pretrained(tmp)

@@ -134,16 +134,18 @@ class LessScorer:
 
     def __init__(self, settings: dict[str, Any]):
         p, ft = settings, settings["finetune"]
+        pool = load_spec(p["pool"])
+        # Loaded before seeding: building a base for the first time draws random numbers, and
+        # the adapter must not depend on whether the base was already cached.
+        base, self.tok = load_base(ft, pool)
         # The LoRA init and dropout draw from torch's global generator: seed them without
         # changing the caller's.
         with torch.random.fork_rng():
             torch.manual_seed(p["seed"])
-            self._build(p, ft)
+            self._build(p, ft, pool, base)
 
-    def _build(self, p: dict[str, Any], ft: dict[str, Any]) -> None:
+    def _build(self, p: dict[str, Any], ft: dict[str, Any], pool: list[Row], base: PreTrainedModel) -> None:
         self.seconds: Counter = Counter()
-        pool = load_spec(p["pool"])
-        base, self.tok = load_base(ft, pool)
         self.lora = LoraGradients(base, LoraConfig(r=p["lora_r"], lora_alpha=p["lora_alpha"],
                                                    lora_dropout=p["lora_dropout"],
                                                    target_modules=list(p["target_modules"]), task_type="CAUSAL_LM"),
