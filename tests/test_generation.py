@@ -117,7 +117,7 @@ def test_generate_from_shots_with_the_cpu_model(gemma, cmd_rows, tmp_path, caplo
         out, report = run_op(op, rows)
     stats = op.last_stats
     print(f"\ngenerate_qa_from_shots: {stats}, {stats['llm_seconds'] / 2:.1f} s/pair")
-    assert "generate_qa_from_shots: generating 2 of 2000 pairs (max_rows=2)" in caplog.text
+    assert "generate_qa_from_shots: generating 2 of 2000 pairs (fraction=None, max_rows=2)" in caplog.text
     assert rows == before and out[:30] == rows and report.rows_out == 30 + stats["added"]
     assert stats["processed"] == 2 == stats["added"] + stats["near_duplicates"] + sum(stats["rejected"].values())
     for new in out[30:]:

@@ -82,7 +82,8 @@ def test_teams_config_builds_the_optimization_team_for_every_llm(llm):
     assert all(op.team is Team.OPTIMIZATION and op.length_tolerance == 0.1 and op.lang == "zh" for op in ops)
     assert ops[0].llm == OmegaConf.to_container(cfg.llm.client) and ops[0].max_rows == cfg.llm.max_rows
     assert "last_stats" not in ops[0].params() and ops[0].params()["max_rows"] == cfg.llm.max_rows
-    assert {n for n, c in OPERATORS.items() if c.team is Team.OPTIMIZATION} == {
+    assert {n for n, c in OPERATORS.items()  # the project's own (test files register probes)
+            if c.team is Team.OPTIMIZATION and c.__module__.startswith("autodp.")} == {
         "optimize_question", "optimize_answer", "optimize_qa"}
 
 
@@ -143,7 +144,7 @@ def test_optimize_answer_caps_rows_checks_rewrites_and_reruns_from_cache(gemma, 
     op = OptimizeAnswer(llm=fresh(gemma, tmp_path), max_rows=4, tokens_per_char=1.0, seed=0)
     with caplog.at_level(logging.INFO):
         out, report = run_op(op, rows)
-    assert "optimize_answer: processing 4 of 12 rows (max_rows=4)" in caplog.text
+    assert "optimize_answer: processing 4 of 12 rows (fraction=None, max_rows=4)" in caplog.text
     assert not any(r["output"][:8] in caplog.text for r in rows)  # logs carry counts, not text
     stats = op.last_stats
     print(f"\noptimize_answer: {stats}, {stats['llm_seconds'] / 4:.1f} s/row")

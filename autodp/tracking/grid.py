@@ -85,7 +85,7 @@ def table_csv(cells: list[Cell]) -> str:
     w.writerow(["dataset", "accel", "seconds", "saved_pct", "evaluations", "best", *STAGES, "run_dir"])
     for c in cells:
         s = save[(c.dataset, c.accel)]
-        w.writerow([c.dataset, c.accel, f"{c.seconds:.1f}", "" if s is None else f"{s:.1f}", c.evaluations, c.best,
+        w.writerow([c.dataset, c.accel, f"{c.seconds:.3f}", "" if s is None else f"{s:.1f}", c.evaluations, c.best,
                     *(f"{c.stages[k]:.1f}" for k in STAGES), c.run_dir])
     return out.getvalue()
 
