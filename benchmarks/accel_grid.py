@@ -28,14 +28,14 @@ sys.path.insert(0, str(ROOT))
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from autodp.accel.dps import sample_rows  # noqa: E402
-from autodp.accel.screening import compose, screening_model  # noqa: E402
+from autodp.accel.screening import compose, screening_model_path  # noqa: E402
 from autodp.data.io import load_spec  # noqa: E402
 from autodp.data.specs import data_specs  # noqa: E402
 from autodp.evaluate.evaluator import evaluate  # noqa: E402
 from autodp.evaluate.lm import load_base  # noqa: E402
 from autodp.evaluate.request import EvalRequest  # noqa: E402
 from autodp.resources import cache_root  # noqa: E402
+from autodp.run import dps_train  # noqa: E402
 from autodp.tracking.grid import write_grid  # noqa: E402
 
 SHARED = ("models", "gguf", "bases", "screening", "embeddings")  # prepared once, before the clock
@@ -55,9 +55,7 @@ def prepare(dataset: str) -> None:
     cfg = compose([f"dataset={dataset}", "accel=all", *overrides])
     specs = data_specs(cfg, out / "prepare" / dataset)
     load_base(OmegaConf.to_container(cfg.finetune, resolve=True), load_spec(specs.pool))
-    f = screening_model(cfg)
-    d = cfg.accel.dps
-    sample_rows(load_spec(specs.train), OmegaConf.to_container(d.encoder, resolve=True), d.ratio, d.method, cfg.seed, f)
+    dps_train(cfg, specs.train, out / "prepare" / dataset, screening_model_path(cfg))  # F and the embeddings
 
 
 def run_cell(dataset: str, accel: str) -> Path:
