@@ -21,7 +21,7 @@ from autodp.data.io import atomic_write, load_spec, write_rows
 from autodp.data.specs import DataSpecs, data_specs
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
-from autodp.ops.teams import available_teams
+from autodp.ops.teams import available_teams, scale_teams
 from autodp.search import Search
 from autodp.store import RunStore
 from autodp.strategy import Strategy, Team
@@ -89,6 +89,14 @@ def request_template(cfg: DictConfig, specs: DataSpecs, run_dir: Path, screener:
                                    screener=str(screener) if screener else None)
 
 
+def search_template(cfg: DictConfig, specs: DataSpecs, run_dir: Path, screener: Path | None) -> EvalRequest:
+    """The request every strategy of the search is evaluated from: under DPS, ``specs.train`` is
+    the sample and the operators' counted settings are scaled to it (``accel.dps.scale_counts``)."""
+    req = request_template(cfg, specs, run_dir, screener)
+    dps = cfg.accel.dps
+    return replace(req, teams=scale_teams(req.teams, dps.ratio)) if dps.enabled and dps.scale_counts else req
+
+
 def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """The search (on the DPS sample when on), then the winner applied to the full training
     set and exported to ``run_dir/export``."""
@@ -109,7 +117,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     agent = build_agent(cfg.agent, max_strategies=cfg.search.max_strategies, min_rounds=cfg.search.min_rounds,
                         seed=cfg.seed, allowed_teams=offered_teams(cfg))
     executor = build_executor(cfg.cluster)
-    search = Search(agent, request_template(cfg, specs, run_dir, pts), store, executor.map, evaluate,
+    search = Search(agent, search_template(cfg, specs, run_dir, pts), store, executor.map, evaluate,
                     cfg.search.max_rounds)
     out = search.run()
     out.timings["dps"] = dps_seconds

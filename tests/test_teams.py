@@ -16,7 +16,9 @@ from autodp.data.noise import inject_noise
 from autodp.data.specs import data_specs
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
+from autodp.ops.base import build_op, scale_counts
 from autodp.ops.teams import apply_strategy
+from autodp.run import request_template, search_template
 from autodp.strategy import Strategy, Team, strategy_space
 from conftest import ROOT
 
@@ -98,3 +100,35 @@ def test_one_strategy_with_all_four_teams_end_to_end_with_pts(cmd_rows, tmp_path
     assert res.ops[-1]["rows_out"] == res.rows_out == round(0.5 * res.ops[-1]["rows_in"])
     assert len(load_rows(res.processed_path)) == res.rows_out
     assert res.score is not None and res.score < 0 and res.timings["finetune"] > 0
+
+
+def generator_params(teams: dict) -> dict:
+    return next(s["generate_qa_from_shots"] for s in teams["generation"] if "generate_qa_from_shots" in s)
+
+
+@pytest.mark.parametrize("accel, expected", [("none", (2000, 1000, 4)), ("dps", (400, 200, 1)),
+                                             ("all", (400, 200, 1))])
+def test_dps_search_scales_counted_settings_and_the_export_does_not(tmp_path, accel, expected):
+    cfg = config(f"accel={accel}")
+    specs = data_specs(cfg, tmp_path / "splits")
+    teams = search_template(cfg, specs, tmp_path, None).teams
+    gen = generator_params(teams)
+    assert (gen["num_new"], gen["max_input_rows"], gen["max_rows"]) == expected
+    # what is not a count, and operators without counts, are left as configured
+    written = OmegaConf.to_container(cfg.teams, resolve=True)
+    assert {k: v for k, v in gen.items() if k not in ("num_new", "max_input_rows", "max_rows")} == \
+        {k: v for k, v in generator_params(written).items() if k not in ("num_new", "max_input_rows", "max_rows")}
+    for team in ("cleaning", "optimization", "selection"):
+        assert teams[team] == written[team]
+    # the winner's export at full size uses the settings as written
+    assert request_template(cfg, specs, tmp_path, None).teams == written
+    # the scaled generator adds ceil(4 x 0.2) = 1 pair to a sample
+    op = build_op({"generate_qa_from_shots": gen})
+    assert op.work(gen["num_new"]) == expected[2]
+
+
+def test_scaling_rounds_up_and_keeps_nulls():
+    spec = {"generate_qa_from_shots": {"llm": {}, "num_new": 3, "max_input_rows": None, "max_rows": 1}}
+    assert scale_counts(spec, 0.2)["generate_qa_from_shots"] == {"llm": {}, "num_new": 1, "max_input_rows": None,
+                                                                 "max_rows": 1}
+    assert scale_counts("minhash_dedup", 0.2) == "minhash_dedup"

@@ -6,6 +6,7 @@ report rows in, rows out, rows changed and seconds.
 """
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -41,6 +42,10 @@ class Operator(ABC):
     # Parameters an operator may take from the evaluation it runs in (the fine-tune config, the
     # target examples, the raw pool) when its config entry does not set them.
     context_params: ClassVar[tuple[str, ...]] = ()
+    # Parameters that count rows relative to the data's size (rows to add, a size threshold, a cap
+    # on rows processed). Under DPS they are scaled to the sample (``scale_counts``), so that a 20%
+    # sample is processed as the full set would be, at a fifth of the work.
+    counts: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def __call__(self, rows: list[Row]) -> list[Row]:
@@ -79,6 +84,17 @@ def run_op(op: Operator, rows: list[Row]) -> tuple[list[Row], OpReport]:
     changed = sum(1 for r in out if r["id"] in before and before[r["id"]] != _text(r))
     return out, OpReport(op.name, op.team.value, len(rows), len(out), changed, round(seconds, 4),
                          dict(getattr(op, "last_stats", {})))
+
+
+def scale_counts(spec: dict[str, Any] | str, ratio: float) -> dict[str, Any] | str:
+    """A config entry with its operator's ``counts`` multiplied by ``ratio``, rounded up (a
+    positive count stays at least 1; null stays null)."""
+    if isinstance(spec, str):
+        return spec
+    (name, params), = spec.items()
+    counts = OPERATORS[name].counts
+    return {name: {k: math.ceil(v * ratio) if k in counts and isinstance(v, int) else v
+                   for k, v in (params or {}).items()}}
 
 
 def build_op(spec: dict[str, Any] | str, context: dict[str, Any] | None = None) -> Operator:

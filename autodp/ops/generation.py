@@ -115,6 +115,7 @@ class GenerateQAFromShots(LLMOperator):
     (PTS) does not apply: shots come from, and new pairs are checked against, every row."""
 
     team = Team.GENERATION
+    counts = ("num_new", "max_input_rows", "max_rows")
 
     def __init__(self, llm: Mapping | LLMClient, num_new: int = 2000, max_input_rows: int | None = 1000, k: int = 3,
                  dedup_threshold: float = 0.7, **common: Any):

@@ -51,6 +51,8 @@ class LLMOperator(Operator):
     of the rows it may work on (null: all), see the module's docstring.
     """
 
+    counts = ("max_rows",)
+
     def __init__(self, llm: Mapping | LLMClient, lang: str = "zh", fraction: float | None = None,
                  max_rows: int | None = None, tokens_per_char: float = 2.0, temperature: float | None = None, top_p: float | None = None,
                  max_tokens: int | None = None, seed: int = 0, only_ids: Iterable[str] | None = None):

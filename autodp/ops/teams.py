@@ -7,7 +7,7 @@ from typing import Any, Mapping
 from autodp.accel.crm import Crm, prefix_keys
 from autodp.accel.pts import PTS_TEAMS, run_with_pts
 from autodp.data.io import Row
-from autodp.ops.base import Operator, OpReport, TeamNotAvailable, build_op, run_op
+from autodp.ops.base import Operator, OpReport, TeamNotAvailable, build_op, run_op, scale_counts
 from autodp.strategy import Strategy, Team
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,11 @@ def build_team(team: Team, teams_cfg: Mapping[str, Any], context: dict[str, Any]
 
 def available_teams(teams_cfg: Mapping[str, Any]) -> list[Team]:
     return [t for t in Team if teams_cfg.get(t.value)]
+
+
+def scale_teams(teams_cfg: Mapping[str, Any], ratio: float) -> dict[str, Any]:
+    """``teams_cfg`` for a sample of ``ratio`` of the data: every operator's ``counts`` scaled."""
+    return {team: [scale_counts(s, ratio) for s in specs or []] for team, specs in teams_cfg.items()}
 
 
 def _run_team(chain: list[Operator], rows: list[Row], screener: Any) -> tuple[list[Row], list[OpReport]]:
