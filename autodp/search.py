@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from autodp.agent.feedback import RoundFeedback
 from autodp.evaluate.request import EvalRequest, EvalResult
@@ -36,11 +36,21 @@ class SearchOutcome:
         return None if r is None or r.score is None or self.r0 is None else r.score - self.r0
 
 
+class SearchCallback(Protocol):
+    """Sees each round once it is evaluated (round 0: the unprocessed baseline), e.g. to log it to
+    W&B. What it gets is strategy names, scores, counts and timings: no sample text."""
+
+    def on_round(self, rnd: int, proposal: dict[str, Any], results: list[EvalResult], out: SearchOutcome) -> None:
+        ...
+
+
 class Search:
     def __init__(self, agent: Any, template: EvalRequest, store: RunStore, run_many: Executor,
-                 evaluate: Callable[[EvalRequest], EvalResult], max_rounds: int):
+                 evaluate: Callable[[EvalRequest], EvalResult], max_rounds: int,
+                 callbacks: Sequence[SearchCallback] = ()):
         self.agent, self.template, self.store = agent, template, store
         self.run_many, self.evaluate, self.max_rounds = run_many, evaluate, max_rounds
+        self.callbacks = list(callbacks)
         self.done = {r["signature"]: EvalResult(**r) for r in store.read("evaluations.jsonl")}
         self.proposals = {p["round"]: p for p in store.read("agent/proposals.jsonl")}
         self.out = SearchOutcome(r0=None)
@@ -84,6 +94,8 @@ class Search:
         if base.status != "ok":
             raise RuntimeError(f"the unprocessed baseline r_0 failed: {base.error}\n{base.traceback}")
         out.r0 = base.score
+        for cb in self.callbacks:
+            cb.on_round(0, {"round": 0, "strategies": ["none"], "decision": "continue"}, [base], out)
         history: list[RoundFeedback] = []
         for rnd in range(1, self.max_rounds + 1):
             p = self._propose(rnd, history)
@@ -97,6 +109,11 @@ class Search:
             results = self._evaluate(strategies)
             history.append(RoundFeedback(rnd, [(s, out.s(r.strategy), r.error) for s, r in zip(strategies, results)]))
             log.info("round %d: %s", rnd, ", ".join(f"{s.key}: s={_fmt(out.s(s.key))}" for s in strategies))
+            for cb in self.callbacks:
+                cb.on_round(rnd, p, results, out)
+            if not any(r.status == "ok" for r in results):
+                out.stop_reason = f"every strategy of round {rnd} failed"
+                break
         else:
             out.stop_reason = f"reached max_rounds={self.max_rounds}"
         out.best = self._best(p)
