@@ -116,7 +116,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     dps_seconds = time.perf_counter() - t1
     agent = build_agent(cfg.agent, max_strategies=cfg.search.max_strategies, min_rounds=cfg.search.min_rounds,
                         seed=cfg.seed, allowed_teams=offered_teams(cfg))
-    executor = build_executor(cfg.cluster)
+    executor = build_executor(cfg.cluster, store)
     search = Search(agent, search_template(cfg, specs, run_dir, pts), store, executor.map, evaluate,
                     cfg.search.max_rounds)
     out = search.run()

@@ -1,23 +1,20 @@
-"""Executors run evaluation requests: in-process here, as SLURM job arrays on a cluster."""
+"""Executors run evaluation requests: in this process (CPU default), as local subprocesses, or as
+SLURM job arrays (``conf/cluster``). Every executor has ``map(fn, requests)``, which yields one
+result per request as it finishes, so the search journals each before the next arrives."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
-from tqdm.auto import tqdm
-
-
-class LocalExecutor:
-    """Runs requests one after another in this process (2-core CPU default)."""
-
-    def map(self, fn: Callable[[Any], Any], requests: Sequence[Any], desc: str = "evaluate") -> Iterator[Any]:
-        """Yields each result as soon as it exists, so the caller journals it before the next starts."""
-        if not requests:
-            return
-        for req in tqdm(requests, desc=desc, unit="strategy", leave=False):
-            yield fn(req)
+from autodp.cluster.local import LocalExecutor
+from autodp.cluster.jobs import JobExecutor
+from autodp.store import RunStore
 
 
-def build_executor(cfg: Any) -> LocalExecutor:
+def build_executor(cfg: Any, store: RunStore) -> LocalExecutor | JobExecutor:
+    """``cfg``: the ``cluster`` config group; job logs and results go under ``<run dir>/jobs``."""
     if cfg.kind == "local":
         return LocalExecutor()
-    raise NotImplementedError(f"cluster.kind={cfg.kind!r} is not implemented yet (issue #5: submitit/SLURM)")
+    if cfg.kind in ("submitit_local", "slurm"):
+        return JobExecutor(cfg, store, Path(cfg.folder or store.path("jobs")))
+    raise ValueError(f"cluster.kind={cfg.kind!r}: expected local, submitit_local or slurm (conf/cluster)")

@@ -1,0 +1,82 @@
+"""Executors against real submitit jobs: local subprocesses, and the real localhost SLURM cluster
+(slurm/local-cluster.sh). A job that raises, one that is hard-killed, one that dies once and one
+that times out end as autodp/cluster/jobs.py says; a resumed driver re-attaches to its jobs."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cloudpickle
+import pytest
+from omegaconf import OmegaConf
+
+from autodp.cluster import build_executor
+from autodp.evaluate.request import EvalRequest, EvalResult
+from autodp.store import RunStore
+from conftest import ROOT
+
+# The jobs unpickle the functions below: ship them by value, this file is not importable there.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def request(strategy: str, out_dir: Path) -> EvalRequest:
+    return EvalRequest(strategy=strategy, train={}, val={}, target={}, pool={}, teams={}, finetune={}, eval={},
+                       seed=0, out_dir=str(out_dir))
+
+
+def faulty(req: EvalRequest) -> EvalResult:
+    """Behaves as the strategy's name says; the others succeed with a score."""
+    marker = Path(req.out_dir) / f"{req.strategy}.started"
+    first = not marker.exists()
+    marker.touch()
+    if req.strategy == "cleaning":
+        raise ValueError("a message that could quote sample text")
+    if req.strategy == "selection" or (req.strategy == "generation" and first):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if req.strategy == "optimization":
+        time.sleep(3600)
+    return EvalResult(strategy=req.strategy, signature=req.signature, status="ok", score=-1.0)
+
+
+def cluster_cfg(kind: str, tmp_path: Path, **over):
+    cfg = OmegaConf.load(ROOT / "conf" / "cluster" / f"{kind}.yaml")
+    cfg.merge_with({"poll_s": 0.5, "max_retries": 1, "timeout_min": 1, **over})
+    if kind == "slurm":
+        cfg.merge_with({"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1, "signal_delay_s": 10})
+    return cfg
+
+
+def run(kind: str, tmp_path: Path, strategies: list[str]) -> tuple[dict[str, EvalResult], list[dict]]:
+    store = RunStore(tmp_path / "run")
+    reqs = [request(s, tmp_path) for s in strategies]
+    results = {r.strategy: r for r in build_executor(cluster_cfg(kind, tmp_path), store).map(faulty, reqs)}
+    return results, store.read("jobs.jsonl")
+
+
+def check_faults(results: dict[str, EvalResult], journal: list[dict]) -> None:
+    attempts = {s: sum(1 for j in journal if j["strategy"] == s) for s in results}
+    ok = results["none"]
+    assert ok.status == "ok" and ok.score == -1.0 and attempts["none"] == 1
+    raised = results["cleaning"]
+    assert raised.status == "failed" and raised.score is None and attempts["cleaning"] == 1  # not retried
+    assert raised.error == "evaluation job raised ValueError"  # what the agent sees: no message
+    assert "a message that could quote sample text" in raised.traceback  # the run store keeps it
+    killed = results["selection"]
+    assert killed.status == "failed" and attempts["selection"] == 2  # max_retries=1
+    assert "without a result" in killed.error
+    assert results["generation"].status == "ok" and attempts["generation"] == 2  # died once, then ran
+
+
+@pytest.mark.slow
+def test_local_jobs_fail_retry_and_reattach(tmp_path):
+    strategies = ["none", "cleaning", "selection", "generation"]
+    results, journal = run("submitit_local", tmp_path, strategies)
+    check_faults(results, journal)
+    # A second driver on the same run store re-attaches to the finished jobs: nothing is resubmitted.
+    again, journal2 = run("submitit_local", tmp_path, ["none", "generation"])
+    assert journal2 == journal
+    assert {k: (r.status, r.score) for k, r in again.items()} == {"none": ("ok", -1.0), "generation": ("ok", -1.0)}
