@@ -80,3 +80,58 @@ def test_local_jobs_fail_retry_and_reattach(tmp_path):
     again, journal2 = run("submitit_local", tmp_path, ["none", "generation"])
     assert journal2 == journal
     assert {k: (r.status, r.score) for k, r in again.items()} == {"none": ("ok", -1.0), "generation": ("ok", -1.0)}
+
+
+def only_baseline_works(req: EvalRequest) -> EvalResult:
+    if req.strategy != "none":
+        raise RuntimeError("every processing job crashes")
+    return EvalResult(strategy=req.strategy, signature=req.signature, status="ok", score=-2.0)
+
+
+def cleaning_crashes(req: EvalRequest) -> EvalResult:
+    if req.strategy == "cleaning":
+        raise RuntimeError("this job crashes")
+    return EvalResult(strategy=req.strategy, signature=req.signature, status="ok", score=-2.0 + 0.01 * len(req.strategy))
+
+
+class Recording:
+    """The rule-based agent, keeping the feedback each round showed it."""
+
+    def __init__(self):
+        from autodp.agent import build_agent
+        self.agent, self.seen = build_agent({"backend": "heuristic"}, max_strategies=3, min_rounds=2), []
+
+    def propose(self, rnd, history):
+        self.seen.append(list(history))
+        return self.agent.propose(rnd, history)
+
+
+def search(tmp_path: Path, fn, agent) -> tuple:
+    from autodp.search import Search
+
+    store = RunStore(tmp_path / "run")
+    executor = build_executor(cluster_cfg("submitit_local", tmp_path), store)
+    return Search(agent, request("none", tmp_path), store, executor.map, fn, max_rounds=3).run(), store
+
+
+@pytest.mark.slow
+def test_a_failed_job_is_reported_to_the_agent_as_failed_and_the_search_goes_on(tmp_path):
+    agent = Recording()
+    out, _ = search(tmp_path, cleaning_crashes, agent)
+    assert out.stop_reason == "reached max_rounds=3"
+    told = {f.strategy.key: (f.score, f.error) for f in agent.seen[1][0].results}
+    assert told["cleaning"] == (None, "evaluation job raised RuntimeError")
+    assert all(score is not None for key, (score, _) in told.items() if key != "cleaning")
+
+
+@pytest.mark.slow
+def test_a_round_whose_jobs_all_fail_ends_the_search_without_a_fake_score(tmp_path):
+    out, store = search(tmp_path, only_baseline_works, Recording())
+    assert out.stop_reason == "every strategy of round 1 failed"
+    assert [r["round"] for r in out.rounds] == [1]
+    failed = [r for k, r in out.results.items() if k != "none"]
+    assert failed and all(r.status == "failed" and r.score is None for r in failed)
+    assert all(r.error == "evaluation job raised RuntimeError" for r in failed)
+    assert out.best.key == "none"  # no fake score: the baseline stays the best
+    logged = store.read("evaluations.jsonl")
+    assert {e["strategy"]: e["status"] for e in logged} == {k: r.status for k, r in out.results.items()}
