@@ -58,17 +58,26 @@ def run(kind: str, tmp_path: Path, strategies: list[str]) -> tuple[dict[str, Eva
 
 
 def check_faults(results: dict[str, EvalResult], journal: list[dict]) -> None:
+    """Each strategy of ``faulty`` that ran ended as the module docstring says."""
     attempts = {s: sum(1 for j in journal if j["strategy"] == s) for s in results}
-    ok = results["none"]
-    assert ok.status == "ok" and ok.score == -1.0 and attempts["none"] == 1
-    raised = results["cleaning"]
-    assert raised.status == "failed" and raised.score is None and attempts["cleaning"] == 1  # not retried
-    assert raised.error == "evaluation job raised ValueError"  # what the agent sees: no message
-    assert "a message that could quote sample text" in raised.traceback  # the run store keeps it
-    killed = results["selection"]
-    assert killed.status == "failed" and attempts["selection"] == 2  # max_retries=1
-    assert "without a result" in killed.error
-    assert results["generation"].status == "ok" and attempts["generation"] == 2  # died once, then ran
+    expected = {"none": ("ok", 1), "cleaning": ("failed", 1), "selection": ("failed", 2),
+                "generation": ("ok", 2), "optimization": ("failed", 2)}  # max_retries=1
+    assert {s: (r.status, attempts[s]) for s, r in results.items()} == {s: expected[s] for s in results}
+    assert all(r.score == -1.0 for r in results.values() if r.status == "ok")
+    assert all(r.score is None for r in results.values() if r.status == "failed")
+    if "cleaning" in results:  # raised: not retried, and the agent sees no message
+        assert results["cleaning"].error == "evaluation job raised ValueError"
+        assert "a message that could quote sample text" in results["cleaning"].traceback  # the run store keeps it
+    for s in ("selection", "optimization"):  # hard-killed, over the time limit
+        if s in results:
+            assert "without a result" in results[s].error
+
+
+@pytest.mark.slow
+def test_local_job_over_its_time_limit_is_retried_then_failed(tmp_path):
+    results, journal = run("submitit_local", tmp_path, ["none", "optimization"])
+    check_faults(results, journal)
+    assert set(results) == {"none", "optimization"}
 
 
 @pytest.mark.slow
@@ -76,6 +85,7 @@ def test_local_jobs_fail_retry_and_reattach(tmp_path):
     strategies = ["none", "cleaning", "selection", "generation"]
     results, journal = run("submitit_local", tmp_path, strategies)
     check_faults(results, journal)
+    assert len(results) == 4
     # A second driver on the same run store re-attaches to the finished jobs: nothing is resubmitted.
     again, journal2 = run("submitit_local", tmp_path, ["none", "generation"])
     assert journal2 == journal
@@ -135,3 +145,37 @@ def test_a_round_whose_jobs_all_fail_ends_the_search_without_a_fake_score(tmp_pa
     assert out.best.key == "none"  # no fake score: the baseline stays the best
     logged = store.read("evaluations.jsonl")
     assert {e["strategy"]: e["status"] for e in logged} == {k: r.status for k, r in out.results.items()}
+
+
+def preempted_once(req: EvalRequest) -> EvalResult:
+    marker = Path(req.out_dir) / "preempt.started"
+    if not marker.exists():
+        marker.touch()
+        time.sleep(120)  # the test preempts the job here
+        return EvalResult(strategy=req.strategy, signature=req.signature, status="ok", score=-9.0)
+    return EvalResult(strategy=req.strategy, signature=req.signature, status="ok", score=-1.0)
+
+
+@pytest.mark.slow
+def test_a_preempted_job_is_requeued_by_submitit_not_retried(tmp_path):
+    """SIGUSR2 is what SLURM sends on preemption (submitit's signal): the Checkpointable task is
+    requeued with the same request under the same job id and runs again."""
+    import threading
+
+    store = RunStore(tmp_path / "run")
+    cfg = cluster_cfg("submitit_local", tmp_path, timeout_min=60)  # far from the time limit: preempted
+    results: list[EvalResult] = []
+    t = threading.Thread(target=lambda: results.extend(
+        build_executor(cfg, store).map(preempted_once, [request("cleaning", tmp_path)])))
+    t.start()
+    deadline = time.time() + 60
+    while not (tmp_path / "preempt.started").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)  # let the task install submitit's signal handlers
+    (job,) = store.read("jobs.jsonl")
+    # a local job id is its controller's pid; like SLURM, signal the task it runs
+    (task,) = Path(f"/proc/{job['job_id']}/task/{job['job_id']}/children").read_text().split()
+    os.kill(int(task), signal.SIGUSR2)
+    t.join(90)
+    assert [(r.status, r.score) for r in results] == [("ok", -1.0)]
+    assert store.read("jobs.jsonl") == [job]  # requeued in place: no second submission

@@ -31,6 +31,9 @@ from autodp.store import RunStore
 
 log = logging.getLogger(__name__)
 JOURNAL = "jobs.jsonl"
+# submitit ends a job that hit its time limit by raising this inside it (not requeued, as
+# max_num_timeout=0): a time limit, not an error of the evaluation, so it is retried.
+TIMED_OUT = "Job not requeued because: timed-out"
 
 
 class EvalTask(submitit.helpers.Checkpointable):
@@ -57,9 +60,7 @@ def parameters(cfg: Any) -> dict[str, Any]:
     if cfg.kind == "slurm":
         p.update(slurm_partition=cfg.partition, slurm_account=cfg.account, slurm_qos=cfg.qos,
                  slurm_setup=list(cfg.setup), slurm_additional_parameters=dict(cfg.additional_parameters),
-                 slurm_array_parallelism=cfg.array_parallelism, slurm_signal_delay_s=cfg.signal_delay_s,
-                 # a time limit is retried by this executor like any other death, within max_retries
-                 slurm_max_num_timeout=0)
+                 slurm_array_parallelism=cfg.array_parallelism, slurm_signal_delay_s=cfg.signal_delay_s)
     return {k: v for k, v in p.items() if v is not None}
 
 
@@ -78,7 +79,9 @@ class JobExecutor:
     def __init__(self, cfg: Any, store: RunStore, folder: Path):
         self.cfg, self.store = cfg, store
         self.cluster = "slurm" if cfg.kind == "slurm" else "local"
-        self.executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
+        # No requeue on a time limit: this executor retries it like any other death, within max_retries.
+        self.executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster,
+                                              **{f"{self.cluster}_max_num_timeout": 0})
         self.executor.update_parameters(**parameters(cfg))
         self.folder = folder
 
@@ -126,16 +129,21 @@ class JobExecutor:
         try:
             return run.job.result()
         except FailedJobError as e:
-            log.warning("job %s (%s) raised; recorded as failed", run.job.job_id, run.req.strategy)
-            return _failed(run.req, f"evaluation job raised {_exception_name(str(e))}", str(e))
+            if TIMED_OUT not in str(e):
+                log.warning("job %s (%s) raised; recorded as failed", run.job.job_id, run.req.strategy)
+                return _failed(run.req, f"evaluation job raised {_exception_name(str(e))}", str(e))
+            return self._retry_or_fail(run, e)
         except UncompletedJobError as e:
-            state = run.job.state
-            if run.attempt <= self.cfg.max_retries:
-                log.warning("job %s (%s) ended without a result (state %s): resubmitting, attempt %d of %d",
-                            run.job.job_id, run.req.strategy, state, run.attempt + 1, self.cfg.max_retries + 1)
-                return None
-            return _failed(run.req, f"evaluation job ended without a result (state {state}) "
-                                    f"after {run.attempt} attempt(s)", str(e))
+            return self._retry_or_fail(run, e)
+
+    def _retry_or_fail(self, run: _Running, e: UncompletedJobError) -> EvalResult | None:
+        state = run.job.state
+        if run.attempt <= self.cfg.max_retries:
+            log.warning("job %s (%s) ended without a result (state %s): resubmitting, attempt %d of %d",
+                        run.job.job_id, run.req.strategy, state, run.attempt + 1, self.cfg.max_retries + 1)
+            return None
+        return _failed(run.req, f"evaluation job ended without a result (state {state}) "
+                                f"after {run.attempt} attempt(s)", str(e))
 
     def _journal(self) -> dict[str, list[str]]:
         """Job ids submitted so far, by request signature, oldest first."""
