@@ -3,6 +3,7 @@
 that times out end as autodp/cluster/jobs.py says; a resumed driver re-attaches to its jobs."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -179,3 +180,83 @@ def test_a_preempted_job_is_requeued_by_submitit_not_retried(tmp_path):
     t.join(90)
     assert [(r.status, r.score) for r in results] == [("ok", -1.0)]
     assert store.read("jobs.jsonl") == [job]  # requeued in place: no second submission
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_slurm_array_jobs_fail_retry_time_out_and_reattach(slurm_cluster, tmp_path):
+    strategies = ["none", "cleaning", "selection", "generation", "optimization"]
+    results, journal = run("slurm", tmp_path, strategies)
+    check_faults(results, journal)
+    assert len(results) == 5
+    first = [j["job_id"] for j in journal if j["attempt"] == 1]
+    assert len({j.split("_")[0] for j in first}) == 1 and all("_" in j for j in first)  # one array
+    states = sacct_states(first)
+    assert states[first[strategies.index("none")]] == "COMPLETED"
+    # submitit's SIGUSR2, signal_delay_s before the time limit, ended it: a time limit, not a crash
+    assert states[first[strategies.index("optimization")]] in ("FAILED", "TIMEOUT")
+    assert "timed-out" in results["optimization"].traceback
+    again, journal2 = run("slurm", tmp_path, ["none", "generation"])
+    assert journal2 == journal and {r.status for r in again.values()} == {"ok"}
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, str]:
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.split("|")[0]: line.split("|")[1].split()[0] for line in out.splitlines() if line}
+
+
+# Two cheap teams (one LLM call per operator), so that a round has several strategies: an array.
+SEARCH = ["dataset.train_limit=80", "eval.val_limit=40", "search.max_rounds=2", "search.min_rounds=2",
+          "search.teams=[cleaning,optimization]", "llm.max_rows=1", "agent=heuristic", "cluster=slurm", "cluster.gpus_per_node=0",
+          "cluster.cpus_per_task=1", "cluster.mem_gb=2", "cluster.poll_s=1"]
+
+
+def launch(run_dir: Path, *extra: str, wait: bool = True):
+    cmd = [sys.executable, "launch.py", *SEARCH, *extra, f"hydra.run.dir={run_dir}"]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_search_runs_its_evaluations_as_slurm_array_jobs(slurm_cluster, tmp_path):
+    run_dir = tmp_path / "run"
+    launch(run_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    evals = [json.loads(x) for x in (run_dir / "evaluations.jsonl").read_text().splitlines()]
+    jobs = RunStore(run_dir).read("jobs.jsonl")
+    assert results["best"] and all(e["status"] == "ok" for e in evals)
+    assert sorted(e["signature"] for e in evals) == sorted(j["signature"] for j in jobs)  # each ran as a job
+    ids, deadline = [j["job_id"] for j in jobs], time.time() + 60
+    while set(sacct_states(ids).values()) != {"COMPLETED"} and time.time() < deadline:
+        time.sleep(1)  # a job's result exists a moment before SLURM records its end
+    assert set(sacct_states(ids).values()) == {"COMPLETED"}
+    # a round of several new strategies is one array (submitit submits a lone request as a plain job)
+    arrays = {j["job_id"].split("_")[0] for j in jobs if "_" in j["job_id"]}
+    assert 1 <= len(arrays) <= 2 and sum("_" in j["job_id"] for j in jobs) >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_killed_driver_reattaches_to_its_submitted_jobs(slurm_cluster, tmp_path):
+    run_dir = tmp_path / "run"
+    driver = launch(run_dir, wait=False)
+    journal = run_dir / "jobs.jsonl"
+    deadline = time.time() + 600
+    while time.time() < deadline and sum(1 for _ in RunStore(run_dir).read("jobs.jsonl")) < 2:
+        assert driver.poll() is None, "the driver ended before submitting a round"
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)  # jobs of round 1 are queued or running
+    driver.wait()
+    submitted = RunStore(run_dir).read("jobs.jsonl")
+    launch(run_dir, f"resume={run_dir}")
+    after = RunStore(run_dir).read("jobs.jsonl")
+    assert after[:len(submitted)] == submitted
+    # every request submitted before the kill was followed, not submitted again
+    before = {j["signature"] for j in submitted}
+    assert all(j["signature"] not in before for j in after[len(submitted):])
+    assert journal.exists() and (run_dir / "results.json").exists()
