@@ -198,6 +198,15 @@ start_slurmd() {
     setsid slurmd -N localhost </dev/null >>"$LOG/slurmd.log" 2>&1 9>&- || die "slurmd did not start; see $LOG/slurmd.log"
 }
 
+# Fails when something other than our stopped daemon already listens on its port: it would
+# otherwise die at start with the reason buried in its log.
+check_port() {
+    local daemon=$1 port=$2
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "port $port, which $daemon needs, is taken by another process (another cluster? set AUTODP_SLURM_PORT)"
+    fi
+}
+
 node_state() { timeout 10 sinfo -h -n localhost -o %T 2>/dev/null; }
 
 # The node takes jobs: idle, or busy with jobs that survived a restart.
@@ -211,6 +220,10 @@ start() {
     install_packages
     write_configs
     local d pid
+    local -A port_of=([slurmctld]=$PORT [slurmd]=$((PORT + 1)) [slurmdbd]=$((PORT + 2)) [mariadbd]=$((PORT + 3)))
+    for d in "${!port_of[@]}"; do
+        if ! pid_of "$d" >/dev/null; then check_port "$d" "${port_of[$d]}"; fi
+    done
     for d in "${DAEMONS[@]}"; do
         if pid=$(pid_of "$d"); then
             log "$d already running (pid $pid)"
