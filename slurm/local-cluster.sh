@@ -14,7 +14,7 @@
 #
 # Environment:
 #   AUTODP_SLURM_DIR      state folder: configs, databases, spool, logs, PID files (/tmp/autodp-slurm)
-#   AUTODP_SLURM_CPUS     CPUs the node declares (default: the machine's, at least 4)
+#   AUTODP_SLURM_CPUS     CPUs the node declares (default: the machine's, at least 8)
 #   AUTODP_SLURM_PORT     first of four TCP ports: slurmctld, slurmd, slurmdbd, MariaDB (6817)
 #   AUTODP_SLURM_TIMEOUT  seconds to wait for each step before giving up (60)
 set -euo pipefail
@@ -117,7 +117,7 @@ render() {
         rm -f "$tmp"
     elif [[ -n $running && -e $ETC/$name ]]; then
         rm -f "$tmp"
-        log "WARNING: slurm/templates/$name.in changed; '$0 stop && $0 start' applies it"
+        log "WARNING: $name from slurm/templates/$name.in differs from the running one; '$0 stop && $0 start' applies it"
     else
         mv "$tmp" "$ETC/$name"
     fi
@@ -127,7 +127,7 @@ write_configs() {
     mkdir -p "$ETC" "$RUN" "$LOG" "$STATE/state" "$STATE/spool" "$STATE/munge"
     chmod 755 "$STATE" "$ETC" "$STATE/munge"  # munged refuses a socket folder others may write to
     CPUS=${AUTODP_SLURM_CPUS:-$(nproc)}
-    ((CPUS >= 4)) || CPUS=4
+    ((CPUS >= 8)) || CPUS=8
     # RealMemory above what slurmd measures drains the node; leave 10% to the system.
     MEM_MB=$(($(memory_mb) * 9 / 10))
     [[ -s $ETC/db.pass ]] || (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$ETC/db.pass")
@@ -237,7 +237,7 @@ start() {
     done
     wait_for "node localhost (state: $(node_state || echo unknown))" "$LOG/slurmd.log" node_usable
     wait_for "sacct" "$LOG/slurmdbd.log" timeout 10 sacct -n -X -S now-1minute
-    log "up: partition $PARTITION, $CPUS CPUs, ${MEM_MB} MB, accounting on (logs in $LOG)"
+    log "up: partition $PARTITION, node localhost with $(timeout 10 sinfo -h -n localhost -o '%c CPUs, %m MB'), accounting on (logs in $LOG)"
     echo "export SLURM_CONF=$SLURM_CONF"
 }
 
