@@ -1,4 +1,6 @@
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 SAMPLES = ROOT / "autodp" / "data" / "samples"
+# Where slurm/local-cluster.sh keeps its cluster (`make test` starts it when run as root).
+SLURM_DIR = Path(os.environ.get("AUTODP_SLURM_DIR", "/tmp/autodp-slurm"))
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +25,34 @@ def cmd_rows():
 def val_rows():
     from autodp.data.io import load_rows
     return load_rows(SAMPLES / "cmedqa2" / "eval.jsonl")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Path:
+    """SLURM_CONF of a running cluster ($SLURM_CONF, else slurm/local-cluster.sh's), exported to
+    this process so that submitit and child processes use it. Skips, saying why, without one."""
+    conf = Path(os.environ.get("SLURM_CONF") or SLURM_DIR / "etc" / "slurm.conf")
+
+    def unavailable(why: str) -> None:
+        pytest.skip(f"SLURM cluster not available: {why} (start one as root: slurm/local-cluster.sh start)")
+
+    if shutil.which("sinfo") is None:
+        unavailable("no sinfo on PATH")
+    if not conf.is_file():
+        unavailable(f"no {conf}")
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    # sinfo needs slurmctld; sacct needs slurmdbd, and submitit reads job states through it.
+    outputs = []
+    for cmd in (["sinfo", "-h", "-o", "%T"], ["sacct", "-n", "-X", "-S", "now-1minute"]):
+        try:
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            unavailable(f"`{' '.join(cmd)}` gave no answer in 30 s")
+        if r.returncode != 0:
+            unavailable(f"`{' '.join(cmd)}` failed: {r.stderr.strip()[-300:]}")
+        outputs.append(r.stdout)
+    states = set(outputs[0].split())
+    if not states & {"idle", "mixed", "allocated", "completing"}:
+        unavailable(f"no node takes jobs (states: {', '.join(sorted(states)) or 'none'})")
+    os.environ["SLURM_CONF"] = str(conf)
+    return conf
