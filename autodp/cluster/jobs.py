@@ -16,8 +16,10 @@ Faults, so that one bad job never stops the search and never gives the agent a m
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -62,6 +64,18 @@ def parameters(cfg: Any) -> dict[str, Any]:
                  slurm_setup=list(cfg.setup), slurm_additional_parameters=dict(cfg.additional_parameters),
                  slurm_array_parallelism=cfg.array_parallelism, slurm_signal_delay_s=cfg.signal_delay_s)
     return {k: v for k, v in p.items() if v is not None}
+
+
+@contextmanager
+def _outside_job() -> Iterator[None]:
+    """Submit as if from outside any job. A driver that is itself a SLURM job (a sweep cell, or
+    slurm/driver.sbatch) would pass its own SLURM_* settings on to the evaluation jobs, and sbatch
+    refuses e.g. two kinds of memory request; SLURM_CONF, which names the cluster, is kept."""
+    conf = os.environ.get("SLURM_CONF")
+    with submitit.helpers.clean_env():
+        if conf:
+            os.environ["SLURM_CONF"] = conf
+        yield
 
 
 def _failed(req: EvalRequest, error: str, trace: str) -> EvalResult:
@@ -117,7 +131,8 @@ class JobExecutor:
     def _submit(self, fn: Callable[[EvalRequest], EvalResult], items: list[tuple[EvalRequest, int]]) -> list[_Running]:
         if not items:
             return []
-        jobs = self.executor.map_array(EvalTask(fn), [req for req, _ in items])
+        with _outside_job():
+            jobs = self.executor.map_array(EvalTask(fn), [req for req, _ in items])
         for (req, attempt), job in zip(items, jobs):
             self.store.append(JOURNAL, {"signature": req.signature, "strategy": req.strategy,
                                         "job_id": job.job_id, "attempt": attempt})
