@@ -1,4 +1,6 @@
 """autodp: LLM-AutoDP, an LLM agent that searches data-processing strategies without seeing data."""
+import hashlib
+
 from omegaconf import OmegaConf
 
 from autodp.resources import cache_root
@@ -7,3 +9,13 @@ from autodp.resources import cache_root
 OmegaConf.register_new_resolver("autodp_run_dir", lambda resume, fresh: resume or fresh, replace=True)
 # conf/config.yaml: cache.dir defaults to a folder under the same root as every other cache.
 OmegaConf.register_new_resolver("autodp_cache", lambda *parts: str(cache_root().joinpath(*parts)), replace=True)
+
+
+def _short_dirname(name: str, limit: int = 120) -> str:
+    """A multirun cell's folder name from its overrides, cut and made unique by a hash when too
+    long for a file name (a cell with many overrides)."""
+    return name if len(name) <= limit else f"{name[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+# conf/config.yaml: hydra.sweep.subdir
+OmegaConf.register_new_resolver("autodp_dirname", _short_dirname, replace=True)

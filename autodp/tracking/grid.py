@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from autodp.data.io import atomic_write
@@ -128,7 +129,7 @@ def write_grid(sweep: str | Path) -> list[Path]:
     return paths
 
 
-class GridCallback:
+class GridCallback(Callback):
     """Hydra callback: after a multirun, write the grid into its sweep dir."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
