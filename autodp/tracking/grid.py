@@ -131,7 +131,8 @@ def write_grid(sweep: str | Path) -> list[Path]:
 
 class GridCallback(Callback):
     """Hydra callback: after a multirun, write the grid into its sweep dir (and log it to W&B
-    unless logger=none)."""
+    unless logger=none). Hydra calls every hook; the base class's no-ops keep it from warning
+    about the ones not needed here."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
