@@ -6,9 +6,10 @@ export AUTODP_CACHE ?= $(CURDIR)/.cache
 export HF_HOME := $(AUTODP_CACHE)/hf
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
-export WANDB_MODE ?= offline
-export WANDB_DIR ?= $(AUTODP_CACHE)/wandb
+# W&B logs offline unless an API key is set (conf/logger/wandb.yaml), into each run dir unless
+# WANDB_DIR is set; its caches and artifact staging stay out of $HOME.
 export WANDB_CACHE_DIR := $(AUTODP_CACHE)/wandb-cache
+export WANDB_DATA_DIR := $(AUTODP_CACHE)/wandb-data
 export MPLCONFIGDIR := $(AUTODP_CACHE)/mpl
 export TOKENIZERS_PARALLELISM := false
 

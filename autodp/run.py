@@ -26,10 +26,11 @@ from autodp.search import Search
 from autodp.store import RunStore
 from autodp.strategy import Strategy, Team
 from autodp.tracking.summary import report
+from autodp.tracking.wandb_run import build_tracker
 
 log = logging.getLogger(__name__)
 # Keys that change where or how loudly a run reports, not what it computes (Dora's rule).
-NON_IDENTITY_KEYS = ("resume", "log_level", "cluster", "cache")
+NON_IDENTITY_KEYS = ("resume", "log_level", "cluster", "cache", "logger")
 
 
 def signature(cfg: DictConfig) -> str:
@@ -101,6 +102,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """The search (on the DPS sample when on), then the winner applied to the full training
     set and exported to ``run_dir/export``."""
     t0 = time.perf_counter()
+    logger = cfg.logger  # how this invocation reports, also when it resumes a run saved without one
     cfg = load_config(cfg, run_dir)
     check_implemented(cfg)
     sig = signature(cfg)
@@ -117,15 +119,26 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     agent = build_agent(cfg.agent, max_strategies=cfg.search.max_strategies, min_rounds=cfg.search.min_rounds,
                         seed=cfg.seed, allowed_teams=offered_teams(cfg))
     executor = build_executor(cfg.cluster, store)
-    search = Search(agent, search_template(cfg, specs, run_dir, pts), store, executor.map, evaluate,
-                    cfg.search.max_rounds)
-    out = search.run()
-    out.timings["dps"] = dps_seconds
-    out.timings["total"] = time.perf_counter() - t0  # the search: what the timing grid compares
-    t2 = time.perf_counter()
-    export(replace(request_template(cfg, full, run_dir, pts), strategy=out.best.key), run_dir / "export")
-    out.timings["export"] = time.perf_counter() - t2
-    report(out, store, sig)
+    tracker = build_tracker(logger, cfg, run_dir, sig)
+    template = search_template(cfg, specs, run_dir, pts)
+    if tracker and tracker.eval_tracking:
+        template = replace(template, tracking=tracker.eval_tracking)
+    search = Search(agent, template, store, executor.map, evaluate, cfg.search.max_rounds,
+                    callbacks=[tracker] if tracker else [])
+    try:
+        out = search.run()
+        out.timings["dps"] = dps_seconds
+        out.timings["total"] = time.perf_counter() - t0  # the search: what the timing grid compares
+        t2 = time.perf_counter()
+        export(replace(request_template(cfg, full, run_dir, pts), strategy=out.best.key), run_dir / "export")
+        out.timings["export"] = time.perf_counter() - t2
+        report(out, store, sig)
+    except BaseException:
+        if tracker:
+            tracker.abort()
+        raise
+    if tracker:
+        tracker.finish(out, store)
     log.info("best strategy %s; the full training set processed by it: %s", out.best.key, run_dir / "export")
     return {"signature": sig, "best": out.best.key, "stop_reason": out.stop_reason}
 

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from autodp.accel.screening import compose, screening_model
 from autodp.data.io import load_rows, write_rows
 from conftest import ROOT, SAMPLES
+from wandb_testing import leaks, offline_runs
 
 # A small search: few rows, two rounds, the Cleaning team; the pre-warmed base is the default one
 # (cached once).
@@ -78,7 +79,8 @@ def test_privacy_canary_never_reaches_agent_or_tracking(tmp_path):
     write_rows(data, planted)
     run_dir = tmp_path / "run"
     # All four teams, so the LLM operators and LESS see the markers too (capped to a few LLM calls).
-    launch(run_dir, f"dataset.train={data}", "agent=smollm2", "teams=default", "llm.max_rows=2", "llm.max_pairs=1")
+    launch(run_dir, f"dataset.train={data}", "agent=smollm2", "teams=default", "llm.max_rows=2", "llm.max_pairs=1",
+           "logger.eval_runs=true")  # every kind of W&B run: the search's and one per evaluation
     transcript = (run_dir / "agent" / "transcript.jsonl").read_text()
     assert "Data Cleaning Team" in transcript  # the agent really was prompted
     checked = 0
@@ -90,6 +92,11 @@ def test_privacy_canary_never_reaches_agent_or_tracking(tmp_path):
             for c in CANARIES:
                 assert c not in text, f"canary {c!r} leaked into {f}"
     assert checked >= 5
+    # W&B (offline, in the run dir): the binary .wandb files too, read leniently and as leet's records.
+    assert (run_dir / "wandb").is_dir()
+    runs = offline_runs(run_dir)
+    assert runs and all((r.dir / f"run-{r.run['run_id']}.wandb").stat().st_size > 0 for r in runs)
+    assert not leaks(run_dir, CANARIES)
     # The data did carry the canary through processing (so the check above could fail).
     assert CANARIES[1] in (run_dir / "export" / "train.jsonl").read_text()
     assert json.loads((run_dir / "export" / "manifest.json").read_text())["input"]["rows"] == 80

@@ -51,7 +51,16 @@ def evaluate(req: EvalRequest) -> EvalResult:
     """Never raises for a failing strategy: the failure is a result the agent is told about.
 
     With ``req.crm_dir`` (CRM), processing reuses the longest cached prefix of the strategy, and
-    data already scored under the same settings is not fine-tuned again (``score_cached``)."""
+    data already scored under the same settings is not fine-tuned again (``score_cached``).
+    With ``req.tracking`` the evaluation is also a W&B run in the search's group."""
+    if req.tracking:
+        from autodp.tracking.wandb_run import tracked_evaluation  # wandb is imported only where asked for
+
+        return tracked_evaluation(req, _evaluate)
+    return _evaluate(req)
+
+
+def _evaluate(req: EvalRequest) -> EvalResult:
     res = EvalResult(strategy=req.strategy, signature=req.signature, status="failed")
     try:
         t0 = time.perf_counter()

@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Where an evaluation writes, not what it computes: left out of its signature.
-LOCATIONS = ("out_dir", "crm_dir")
+# Where an evaluation writes or reports, not what it computes: left out of its signature.
+LOCATIONS = ("out_dir", "crm_dir", "tracking")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class EvalRequest:
     out_dir: str                 # where the processed dataset is written
     screener: str | None = None  # a saved screening model F: with it, PTS is on (paper 3.3.3)
     crm_dir: str | None = None   # the cache-and-reuse cache: with it, CRM is on (paper 3.3.4)
+    tracking: dict[str, Any] | None = None  # the search's W&B settings: the evaluation logs to its group
 
     @classmethod
     def from_config(cls, cfg: Any, train: dict, val: dict, target: dict, pool: dict, out_dir: str,

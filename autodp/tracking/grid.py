@@ -130,13 +130,20 @@ def write_grid(sweep: str | Path) -> list[Path]:
 
 
 class GridCallback(Callback):
-    """Hydra callback: after a multirun, write the grid into its sweep dir."""
+    """Hydra callback: after a multirun, write the grid into its sweep dir (and log it to W&B
+    unless logger=none). Hydra calls every hook; the base class's no-ops keep it from warning
+    about the ones not needed here."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             write_grid(config.hydra.sweep.dir)
         except FileNotFoundError as e:  # every cell failed: Hydra has reported why
             log.warning("no timing grid: %s", e)
+            return
+        if config.logger.kind != "none":
+            from autodp.tracking.wandb_run import log_grid  # wandb is imported only where asked for
+
+            log_grid(Path(config.hydra.sweep.dir), config.logger)
 
 
 def main(argv: list[str]) -> int:

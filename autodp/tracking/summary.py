@@ -13,14 +13,18 @@ from autodp.store import RunStore
 
 
 def rows_table(out: SearchOutcome) -> list[dict[str, Any]]:
-    """One row per evaluated strategy, in round order (round 0 is the unprocessed baseline)."""
+    """One row per evaluated strategy, in round order (round 0 is the unprocessed baseline).
+    ``repeat``: evaluated in an earlier round of this run; ``score_cached`` / ``ops_cached``: the
+    score / that many operators reused from the CRM cache."""
     table, seen = [], set()
     for rnd, keys in [(0, ["none"])] + [(p["round"], p["strategies"]) for p in out.rounds]:
         for key in keys:
             r = out.results[key]
             table.append({"round": rnd, "strategy": key, "status": r.status,
                           "r": r.score, "s": out.s(key), "rows": f"{r.rows_in}->{r.rows_out}" if r.status == "ok" else "-",
+                          "rows_in": r.rows_in, "rows_out": r.rows_out,
                           "seconds": round(sum(r.timings.values()), 1), "repeat": key in seen,
+                          "score_cached": r.score_cached, "ops_cached": sum(bool(op.get("cached")) for op in r.ops),
                           "error": r.error})
             seen.add(key)
     return table
