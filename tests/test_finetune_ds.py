@@ -214,3 +214,19 @@ def test_evaluator_runs_the_deepspeed_job(tmp_path, tiny_pretrained):
     assert {"finetune", "load_model", "score"} <= set(res.timings)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("ds_train.")] == []  # the saved model is gone
 
+
+BENCH = ROOT / "benchmarks" / "finetune_gpu.py"
+
+
+def test_gpu_benchmark_explains_itself():
+    r = subprocess.run([sys.executable, str(BENCH), "--help"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "MFU" in r.stdout, r.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_its_cpu_smoke():
+    r = subprocess.run([sys.executable, str(BENCH), "--cpu-smoke"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr[-4000:]
+    cells = [[c.strip() for c in ln.split("|")[1:-1]] for ln in r.stdout.splitlines() if ln[:4] in ("| 2 ", "| 3 ")]
+    assert [c[:2] for c in cells] == [["2", "False"], ["2", "True"], ["3", "False"], ["3", "True"]]
+    assert all(float(c[8].replace(",", "")) > 0 for c in cells), r.stdout  # real tokens/s
