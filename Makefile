@@ -12,6 +12,8 @@ export WANDB_CACHE_DIR := $(AUTODP_CACHE)/wandb-cache
 export WANDB_DATA_DIR := $(AUTODP_CACHE)/wandb-data
 export MPLCONFIGDIR := $(AUTODP_CACHE)/mpl
 export TOKENIZERS_PARALLELISM := false
+# DeepSpeed compiles its ops on first use (about a minute on CPU): once, into the cache.
+export TORCH_EXTENSIONS_DIR ?= $(AUTODP_CACHE)/torch_extensions
 
 .PHONY: install run test clean
 install: $(VENV)/.installed

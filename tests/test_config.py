@@ -15,7 +15,7 @@ CONF = ROOT / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 # Mandatory values (???) a user must set, e.g. a local model path.
-NEEDS = {("finetune", "qwen2.5-1.5b"): ["finetune.model.path=/models/qwen"],
+NEEDS = {**{("finetune", f"qwen2.5-1.5b{v}"): ["finetune.model.path=/models/qwen"] for v in ("", "-zero3", "-lora")},
          ("agent", "transformers"): ["agent.model=/models/agent"]}
 
 

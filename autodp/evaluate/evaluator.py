@@ -11,6 +11,7 @@ import torch
 from autodp.accel.crm import Crm, score_key
 from autodp.accel.screening import ScreeningModel
 from autodp.data.io import DataError, Row, fingerprint, load_spec, write_rows
+from autodp.evaluate import ds_train
 from autodp.evaluate.finetune import answer_nll, train
 from autodp.evaluate.lm import load_base
 from autodp.evaluate.request import EvalRequest, EvalResult
@@ -80,7 +81,10 @@ def _evaluate(req: EvalRequest) -> EvalResult:
         key = score_key(processed, req.finetune, req.eval, req.val, req.pool, req.seed) if crm else None
         cached = crm.metrics(key) if crm else None
         if cached is None:
-            metrics, timings = _finetune_and_score(req, processed)
+            if req.finetune.get("deepspeed"):  # a torchrun job on every GPU (autodp/evaluate/ds_train.py)
+                metrics, timings = ds_train.finetune_and_score(req, path)
+            else:
+                metrics, timings = _finetune_and_score(req, processed)
             res.timings.update(timings)
             if crm:
                 crm.put_metrics(key, metrics)

@@ -6,13 +6,17 @@ trained and scored on answers only: what data processing changes is the answers 
 from __future__ import annotations
 
 import math
+import os
 import tempfile
+from functools import partial
 from typing import Any
 
 import torch
+from peft import LoraConfig, get_peft_model
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from autodp.data.io import Row
+from autodp.evaluate.packing import collate_packed, pack
 
 
 def encode(rows: list[Row], tok: PreTrainedTokenizerBase, template: str, max_length: int,
@@ -39,24 +43,54 @@ def collate(batch: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.T
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def grad_accum(cfg: dict[str, Any]) -> int:
+    """Micro-batches per optimizer step: ``global_batch_size`` over this job's ranks when set."""
+    if "global_batch_size" not in cfg:
+        return cfg.get("grad_accum", 1)
+    per_step = cfg["batch_size"] * int(os.environ.get("WORLD_SIZE", 1))
+    if cfg["global_batch_size"] % per_step:
+        raise ValueError(f"global_batch_size {cfg['global_batch_size']} is not a multiple of batch_size x ranks "
+                         f"= {per_step}")
+    return cfg["global_batch_size"] // per_step
+
+
+def training_args(cfg: dict[str, Any], output_dir: str, seed: int, progress: bool = False) -> TrainingArguments:
+    """TrainingArguments from the ``finetune`` config; with ``cfg["deepspeed"]`` the HF Trainer runs
+    DeepSpeed. Under ZeRO-3, build these before loading the model so that it loads partitioned."""
+    return TrainingArguments(
+        output_dir=output_dir, seed=seed, data_seed=seed,
+        per_device_train_batch_size=cfg["batch_size"], gradient_accumulation_steps=grad_accum(cfg),
+        num_train_epochs=cfg.get("epochs", 1), max_steps=cfg.get("max_steps", -1),
+        learning_rate=cfg["lr"], lr_scheduler_type=cfg.get("scheduler", "linear"),
+        warmup_steps=cfg.get("warmup_steps", 0), weight_decay=cfg.get("weight_decay", 0.0),
+        optim=cfg.get("optim", "adamw_torch"), bf16=cfg.get("bf16", False),
+        deepspeed=cfg.get("deepspeed"),
+        save_strategy="no", report_to=[], logging_steps=cfg.get("logging_steps", 10**9), disable_tqdm=not progress,
+        dataloader_num_workers=0, remove_unused_columns=False, use_cpu=not torch.cuda.is_available())
+
+
+def build_trainer(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[Row], cfg: dict[str, Any],
+                  args: TrainingArguments, answer_only: bool = True) -> Trainer:
+    """The Trainer for FT(model, rows): LoRA adapters when ``cfg["lora"]``, packed rows when ``cfg["packing"]``."""
+    data = encode(rows, tok, cfg["template"], cfg["max_length"], cfg["max_prompt_tokens"], answer_only)
+    if cfg.get("lora"):
+        lora = cfg["lora"]
+        model = get_peft_model(model, LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                                                 target_modules=lora["target_modules"], task_type="CAUSAL_LM"))
+    if cfg.get("packing"):
+        data = pack(data, cfg["max_length"])
+        collator = partial(collate_packed, pad_id=tok.pad_token_id,
+                           attn_implementation=model.config._attn_implementation)
+    else:
+        collator = partial(collate, pad_id=tok.pad_token_id)
+    return Trainer(model=model, args=args, train_dataset=data, data_collator=collator)
+
+
 def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[Row], cfg: dict[str, Any],
           seed: int, answer_only: bool = True, progress: bool = False) -> dict[str, float]:
     """Train in place. ``cfg`` is the ``finetune`` config group (or its ``prewarm`` section)."""
-    data = encode(rows, tok, cfg["template"], cfg["max_length"], cfg["max_prompt_tokens"], answer_only)
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(
-            output_dir=tmp, seed=seed, data_seed=seed,
-            per_device_train_batch_size=cfg["batch_size"],
-            gradient_accumulation_steps=cfg.get("grad_accum", 1),
-            num_train_epochs=cfg.get("epochs", 1), max_steps=cfg.get("max_steps", -1),
-            learning_rate=cfg["lr"], lr_scheduler_type=cfg.get("scheduler", "linear"),
-            warmup_steps=cfg.get("warmup_steps", 0), weight_decay=cfg.get("weight_decay", 0.0),
-            optim=cfg.get("optim", "adamw_torch"), bf16=cfg.get("bf16", False),
-            deepspeed=cfg.get("deepspeed"),
-            save_strategy="no", report_to=[], logging_steps=10**9, disable_tqdm=not progress,
-            dataloader_num_workers=0, remove_unused_columns=False, use_cpu=not torch.cuda.is_available())
-        trainer = Trainer(model=model, args=args, train_dataset=data,
-                          data_collator=lambda b: collate(b, tok.pad_token_id))
+        trainer = build_trainer(model, tok, rows, cfg, training_args(cfg, tmp, seed, progress), answer_only)
         out = trainer.train()
     return {"train_loss": float(out.training_loss), "train_steps": int(out.global_step)}
 

@@ -51,7 +51,8 @@ def load_base(ft: dict[str, Any], corpus: list[Row]) -> tuple[PreTrainedModel, P
         tok = AutoTokenizer.from_pretrained(path)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, model_cfg.get("dtype", "float32")))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, model_cfg.get("dtype", "float32")),
+                                                     attn_implementation=ft.get("attn_implementation"))
         return model, tok
     if model_cfg["kind"] != "scratch":
         raise ValueError(f"finetune.model.kind must be 'pretrained' or 'scratch', got {model_cfg['kind']!r}")
@@ -84,4 +85,5 @@ def load_base(ft: dict[str, Any], corpus: list[Row]) -> tuple[PreTrainedModel, P
             shutil.rmtree(tmp, ignore_errors=True)
         log.info("pre-warmed base %s (%d params) in %.1f s", folder.name,
                  sum(p.numel() for p in model.parameters()), time.perf_counter() - t0)
-    return LlamaForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    return (LlamaForCausalLM.from_pretrained(folder, attn_implementation=ft.get("attn_implementation")),
+            AutoTokenizer.from_pretrained(folder))

@@ -31,7 +31,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import PreTrainedModel
 
 from autodp.data.io import TEXT_FIELDS, Row, load_spec
-from autodp.evaluate.finetune import collate, encode
+from autodp.evaluate.finetune import collate, encode, grad_accum
 from autodp.evaluate.lm import load_base
 from autodp.ops.base import Operator, TeamNotAvailable, register
 from autodp.strategy import Team
@@ -161,7 +161,7 @@ class LessScorer:
         self.checkpoints: list[Checkpoint] = []
         t0 = time.perf_counter()
         for lr_weight, adam in self.lora.warmup(warm, p["warmup_epochs"], p["lr"], ft["batch_size"],
-                                                ft.get("grad_accum", 1), p["seed"]):
+                                                grad_accum(ft), p["seed"]):
             self.seconds["warmup"] += time.perf_counter() - t0
             weights = [x.detach().clone() for x in self.lora.params]
             self.checkpoints.append(Checkpoint(lr_weight, adam, weights, self.features(val, None, "val_grads")))
