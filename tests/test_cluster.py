@@ -75,13 +75,6 @@ def check_faults(results: dict[str, EvalResult], journal: list[dict]) -> None:
 
 
 @pytest.mark.slow
-def test_local_job_over_its_time_limit_is_retried_then_failed(tmp_path):
-    results, journal = run("submitit_local", tmp_path, ["none", "optimization"])
-    check_faults(results, journal)
-    assert set(results) == {"none", "optimization"}
-
-
-@pytest.mark.slow
 def test_local_jobs_fail_retry_and_reattach(tmp_path):
     strategies = ["none", "cleaning", "selection", "generation"]
     results, journal = run("submitit_local", tmp_path, strategies)
@@ -261,19 +254,3 @@ def test_a_killed_driver_reattaches_to_its_submitted_jobs(slurm_cluster, tmp_pat
     assert all(j["signature"] not in before for j in after[len(submitted):])
     assert journal.exists() and (run_dir / "results.json").exists()
 
-
-@pytest.mark.slow
-@pytest.mark.slurm
-def test_a_sweep_cell_submits_its_evaluations_from_inside_its_job(slurm_cluster, tmp_path):
-    """The outer job asks for memory per CPU and the inner ones for memory per node: inherited
-    SLURM_* settings would make the inner jobs fail (slurm/README.md)."""
-    sweep = tmp_path / "sweep"
-    r = subprocess.run([sys.executable, "launch.py", "-m", *SEARCH, "dataset=cmd", "hydra/launcher=slurm",
-                        "hydra.launcher.mem_gb=null", "hydra.launcher.mem_per_cpu=1G", f"hydra.sweep.dir={sweep}"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    (cell,) = [p.parent for p in sweep.glob("*/results.json")]
-    jobs = RunStore(cell).read("jobs.jsonl")
-    evals = RunStore(cell).read("evaluations.jsonl")
-    assert jobs and all(e["status"] == "ok" for e in evals)
-    assert sorted(e["signature"] for e in evals) == sorted(j["signature"] for j in jobs)

@@ -16,6 +16,7 @@ import submitit
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from autodp.store import RunStore
 from conftest import ROOT, SLURM_DIR
 from test_search import SMALL
 
@@ -91,13 +92,22 @@ def test_a_job_and_an_array_run_with_their_tasks_side_by_side(slurm_cluster, tmp
 def test_hydra_multirun_cells_run_as_slurm_jobs(slurm_cluster, tmp_path):
     sweep = tmp_path / "sweep"
     t0 = time.time()
+    # Each cell's search submits its evaluations as jobs from inside the cell's job. The cells ask
+    # for memory per CPU and the evaluations per node: inherited SLURM_* settings would make the
+    # inner jobs fail (slurm/README.md).
+    nested = ["cluster=slurm", "cluster.gpus_per_node=0", "cluster.cpus_per_task=1", "cluster.mem_gb=2",
+              "cluster.poll_s=1", "hydra.launcher.mem_gb=null", "hydra.launcher.mem_per_cpu=1G"]
     r = subprocess.run([sys.executable, "launch.py", "-m", "dataset=cmd,cmedqa2", "hydra/launcher=slurm",
-                        "hydra.launcher.timeout_min=30", *SMALL, "agent=heuristic", f"hydra.sweep.dir={sweep}"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
+                        "hydra.launcher.timeout_min=30", *SMALL, "agent=heuristic", *nested,
+                        f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     results = sorted(sweep.glob("*/results.json"))
     assert sorted(OmegaConf.load(p.parent / "config.yaml").dataset.name for p in results) == ["cmd", "cmedqa2"]
     assert all(json.loads(p.read_text())["stop_reason"] for p in results)
+    for cell in (p.parent for p in results):
+        evals, jobs = RunStore(cell).read("evaluations.jsonl"), RunStore(cell).read("jobs.jsonl")
+        assert evals and all(e["status"] == "ok" for e in evals)
+        assert sorted(e["signature"] for e in evals) == sorted(j["signature"] for j in jobs)
     # Each cell was a task of one SLURM job array, and the accounting database saw it finish.
     tasks = sorted(d.name for d in (sweep / ".submitit").iterdir() if d.is_dir() and "_" in d.name)
     assert len(tasks) == 2 and len({t.split("_")[0] for t in tasks}) == 1, tasks
