@@ -145,6 +145,39 @@ def test_sampling_is_reproducible_by_seed(smollm2):
     assert client.generate(prompt, seed=11) == client.generate(prompt, seed=11)
 
 
+def test_prefix_blocks_are_reused_and_change_no_answer():
+    """The agent's setting (int8 on a CPU, KV of whole prompt blocks reused): a prompt sharing
+    its opening with the previous one prefills fewer tokens, and answers the same as a cold run."""
+    from autodp.llm.transformers_backend import TransformersBackend
+    kw = dict(model=SMOLLM2["model"], gguf_file=SMOLLM2["gguf_file"], cpu_threads=1, cpu_quantize="int8", prefix_block=32)
+    opening = "You coordinate four teams that clean, optimise, generate and select training data. " * 8
+    chats = [[{"role": "user", "content": opening + f"Round {n}: name one team."}] for n in (1, 2)]
+    sampling = Sampling(temperature=0.7, top_p=0.95, max_tokens=12)
+
+    def answer(backend, chat):
+        seen = []
+        hook = backend.model.register_forward_pre_hook(lambda m, a, k: seen.append(k["input_ids"].shape[1]),
+                                                       with_kwargs=True)
+        try:
+            text = backend.run([Request(chat, sampling, None, 3)])[0].text
+        finally:
+            hook.remove()
+        return text, seen
+
+    warm = TransformersBackend(**kw)
+    assert warm.model_id.endswith("+int8")
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in warm.model.modules())
+    first, _ = answer(warm, chats[0])
+    reused, warm_tokens = answer(warm, chats[1])
+    cold, cold_tokens = answer(TransformersBackend(**kw), chats[1])
+    assert reused == cold and reused.strip()
+    ids = [warm.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+           for c in chats]
+    shared = next(i for i, (a, b) in enumerate(zip(*ids)) if a != b)
+    assert shared >= 4 * 32
+    assert sum(cold_tokens) - sum(warm_tokens) == shared // 32 * 32  # the opening's whole blocks were not prefilled again
+
+
 # --- retries (a failing stub: no real server fails on request) -------------------------------
 
 class Flaky(BaseHTTPRequestHandler):

@@ -1,6 +1,7 @@
 """Processing-target selection: a real F trained on shipped CMD rows decides which rows an LLM
 operator may change; the operator still sees every row (shots, dedup), clean rows pass through
-untouched, and the report counts the LLM work F took away."""
+untouched, and the report counts the LLM work F took away. A selector chooses among the flagged
+rows only and keeps every clean one."""
 from __future__ import annotations
 
 import logging
@@ -14,6 +15,7 @@ from autodp.accel.screening import compose, screening_model
 from autodp.data.io import Row, load_rows, write_rows
 from autodp.data.noise import inject_noise
 from autodp.llm import LLMClient
+from autodp.ops.base import Operator
 from autodp.ops.cleaning import CleanHtml
 from autodp.ops.generation import FillMissingAnswer, GenerateQAFromShots
 from autodp.ops.llm_op import LLMOperator
@@ -46,6 +48,20 @@ class Recording(LLMOperator):
         self.start_stats(len(rows), len(idx))
         self.picked += [rows[i]["id"] for i in sorted(idx)]
         return [{**r, "output": r["output"] + "（已优化）"} if i in idx else r for i, r in enumerate(rows)]
+
+
+class EveryOther(Operator):
+    """A selector that keeps every other row it is given and remembers which ids it saw."""
+
+    name = "every_other"
+    team = Team.SELECTION
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def __call__(self, rows: list[Row]) -> list[Row]:
+        self.seen += [r["id"] for r in rows]
+        return rows[::2]
 
 
 class Flags:
@@ -126,7 +142,18 @@ def test_generation_from_shots_is_not_restricted(cmd_rows):
     assert (rep.rows_processed, rep.rows_skipped) == (1, 0) and rep.stats["added"] == 1
 
 
-def test_only_llm_operators_are_screened(model, rows):
+def test_a_selector_under_pts_chooses_among_flagged_rows_and_keeps_clean_ones(model, rows):
+    noisy, clean = split_by_f(rows, model)
+    op = EveryOther()
+    out, rep = run_with_pts(op, rows, model)
+    assert op.seen == noisy  # no clean row is scored
+    assert [r["id"] for r in out] == [r["id"] for r in rows if r["id"] in set(clean) | set(noisy[::2])]
+    assert all(a is b for a, b in zip(out, (r for r in rows if r["id"] in {x["id"] for x in out})))
+    assert (rep.rows_in, rep.rows_out) == (200, len(clean) + len(noisy[::2]))
+    assert (rep.rows_processed, rep.rows_skipped) == (len(noisy), len(clean))
+
+
+def test_cleaning_operators_are_not_screened(model, rows):
     with pytest.raises(TypeError, match="clean_html"):
         run_with_pts(CleanHtml(), rows, model)
 
