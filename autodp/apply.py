@@ -25,6 +25,7 @@ from typing import Any
 
 from datasets import Dataset
 
+from autodp.accel.crm import Crm
 from autodp.data.io import Row, atomic_write, content_hash, fingerprint, write_rows
 from autodp.evaluate.evaluator import process
 from autodp.evaluate.request import EvalRequest
@@ -68,7 +69,7 @@ def export(req: EvalRequest, out_dir: str | Path) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows, processed, reports = process(req)
+    rows, processed, reports = process(req, Crm(req.crm_dir) if req.crm_dir else None)  # reuse what the search processed
     write_rows(out / "train.jsonl", processed)
     _save_hf(processed, out / "hf")
     m = manifest(req, rows, processed, reports, time.perf_counter() - t0)

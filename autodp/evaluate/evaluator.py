@@ -37,13 +37,12 @@ def _finetune_and_score(req: EvalRequest, processed: list[Row]) -> tuple[dict[st
     return metrics, {"load_model": t1 - t0, "finetune": t2 - t1, "score": time.perf_counter() - t2}
 
 
-def process(req: EvalRequest) -> tuple[list[Row], list[Row], list[OpReport]]:
-    """f(D) for the request: (input rows, processed rows, one report per operator). With
-    ``req.crm_dir`` the longest cached prefix of the strategy is reused."""
+def process(req: EvalRequest, crm: Crm | None) -> tuple[list[Row], list[Row], list[OpReport]]:
+    """f(D) for the request: (input rows, processed rows, one report per operator). With a
+    ``crm`` (the request's ``crm_dir``) the longest cached prefix of the strategy is reused."""
     rows = load_spec(req.train)
     context = {"finetune": req.finetune, "val": req.target, "pool": req.pool,
                "screener": ScreeningModel.load(Path(req.screener)) if req.screener else None}
-    crm = Crm(req.crm_dir) if req.crm_dir else None
     processed, reports = apply_strategy(Strategy.parse(req.strategy), rows, req.teams, context, crm)
     return rows, processed, reports
 
@@ -65,7 +64,8 @@ def _evaluate(req: EvalRequest) -> EvalResult:
     res = EvalResult(strategy=req.strategy, signature=req.signature, status="failed")
     try:
         t0 = time.perf_counter()
-        rows, processed, reports = process(req)
+        crm = Crm(req.crm_dir) if req.crm_dir else None
+        rows, processed, reports = process(req, crm)
         res.rows_in = len(rows)
         res.ops = [r.as_dict() for r in reports]
         res.rows_out = len(processed)
@@ -77,7 +77,6 @@ def _evaluate(req: EvalRequest) -> EvalResult:
         res.processed_path = str(path)
         res.timings = {"process": time.perf_counter() - t0}
 
-        crm = Crm(req.crm_dir) if req.crm_dir else None
         key = score_key(processed, req.finetune, req.eval, req.val, req.pool, req.seed) if crm else None
         cached = crm.metrics(key) if crm else None
         if cached is None:

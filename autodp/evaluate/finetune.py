@@ -16,7 +16,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from autodp.data.io import Row
-from autodp.evaluate.packing import collate_packed, pack
+from autodp.evaluate.packing import collate_packed, pack, pad_right
 
 
 def encode(rows: list[Row], tok: PreTrainedTokenizerBase, template: str, max_length: int,
@@ -33,14 +33,10 @@ def encode(rows: list[Row], tok: PreTrainedTokenizerBase, template: str, max_len
 
 
 def collate(batch: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    n = max(len(b["input_ids"]) for b in batch)
-    ids = torch.full((len(batch), n), pad_id)
-    labels = torch.full((len(batch), n), -100)
-    mask = torch.zeros((len(batch), n), dtype=torch.long)
-    for i, b in enumerate(batch):
-        k = len(b["input_ids"])
-        ids[i, :k], labels[i, :k], mask[i, :k] = torch.tensor(b["input_ids"]), torch.tensor(b["labels"]), 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    out = pad_right(batch, {"input_ids": pad_id, "labels": -100})
+    lengths = torch.tensor([len(b["input_ids"]) for b in batch])
+    out["attention_mask"] = (torch.arange(out["input_ids"].shape[1]) < lengths[:, None]).long()
+    return out
 
 
 def grad_accum(cfg: dict[str, Any]) -> int:

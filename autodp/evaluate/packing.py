@@ -37,6 +37,17 @@ def pack(samples: list[Example], max_length: int) -> list[Example]:
              "position_ids": [p for s in row for p in range(len(s["input_ids"]))]} for row in rows]
 
 
+def pad_right(rows: list[Example], fill: dict[str, int]) -> dict[str, torch.Tensor]:
+    """The ``fill`` fields of ``rows`` as (rows, longest) tensors, padded on the right with each
+    field's fill value."""
+    n = max(len(r["input_ids"]) for r in rows)
+    out = {k: torch.full((len(rows), n), v) for k, v in fill.items()}
+    for i, r in enumerate(rows):
+        for k in fill:
+            out[k][i, :len(r[k])] = torch.tensor(r[k])
+    return out
+
+
 def collate_packed(rows: list[Example], pad_id: int, attn_implementation: str) -> dict[str, object]:
     """A batch of packed rows for ``model(**batch)`` under the given attention implementation."""
     if attn_implementation == "flash_attention_2":
@@ -48,18 +59,14 @@ def collate_packed(rows: list[Example], pad_id: int, attn_implementation: str) -
                 "labels": torch.tensor([[t for r in rows for t in r["labels"]]]), "position_ids": pos[None],
                 "cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest,
                 "use_cache": False}
-    n = max(len(r["input_ids"]) for r in rows)
-    ids = torch.full((len(rows), n), pad_id)
-    labels = torch.full((len(rows), n), -100)
+    batch: dict[str, object] = pad_right(rows, {"input_ids": pad_id, "labels": -100, "position_ids": 0})
     # The padding after the last sample is one more document (positions from 0): no query row is
     # then fully masked, which would give NaN in sdpa; its labels are -100.
-    pos = torch.zeros((len(rows), n), dtype=torch.long)
+    pos = batch["position_ids"]
+    n = pos.shape[1]
     for i, r in enumerate(rows):
-        k = len(r["input_ids"])
-        ids[i, :k], labels[i, :k], pos[i, :k] = (torch.tensor(r["input_ids"]), torch.tensor(r["labels"]),
-                                                 torch.tensor(r["position_ids"]))
-        pos[i, k:] = torch.arange(n - k)
-    batch: dict[str, object] = {"input_ids": ids, "labels": labels, "position_ids": pos, "use_cache": False}
+        pos[i, len(r["input_ids"]):] = torch.arange(n - len(r["input_ids"]))
+    batch["use_cache"] = False
     if attn_implementation == "flex_attention":
         return batch
     if attn_implementation not in ("sdpa", "eager"):
