@@ -9,8 +9,9 @@ answer cache and a fresh CRM folder, so no cell reuses another's work. What a la
 once, before any search, is shared and built before the clock starts: converted models, the
 evaluator's pre-warmed base, the screening model F and the rows' embeddings. The grid is
 written to <out>/grid.{md,csv,png}. Then the winners of `none` and of every other cell are
-re-scored the same way (full training set, no acceleration, --seeds) to compare their quality
-with the seed noise.
+re-scored the same way (full training set, no sampling, no cache, --seeds) to compare their
+quality with the seed noise; a winner of a cell with PTS is applied with F, as that search's own
+export applies it. --reuse re-scores the winners of an earlier run's --out without searching.
 """
 import argparse
 import json
@@ -44,6 +45,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--datasets", default="cmd,cmedqa2")
 parser.add_argument("--accels", default="none,dps,dps_pts,all")
 parser.add_argument("--seeds", default="0,1,2")
+parser.add_argument("--reuse", action="store_true", help="re-score the cells already in --out")
 parser.add_argument("--out", default=str(ROOT / "outputs" / "accel_grid" / time.strftime("%Y-%m-%d_%H-%M-%S")))
 args, overrides = parser.parse_known_args()
 out = Path(args.out)
@@ -77,30 +79,41 @@ def run_cell(dataset: str, accel: str) -> Path:
     return run_dir
 
 
-def rescore(dataset: str, strategies: list[str], seeds: list[int]) -> dict[str, list[float]]:
-    """R of each strategy on the full training set without acceleration, per seed."""
+def rescore(dataset: str, winners: set[tuple[str, bool]], seeds: list[int]) -> dict[tuple[str, bool], list[float]]:
+    """R of each (strategy, with PTS) on the full training set, per seed: no sampling, no cache."""
     cfg = compose([f"dataset={dataset}", "accel=none", *overrides])
     specs = data_specs(cfg, out / "prepare" / dataset)
     base = EvalRequest.from_config(cfg, *specs, out_dir=str(out / "rescore" / dataset))
-    return {s: [evaluate(replace(base, strategy=s, seed=seed)).score for seed in seeds] for s in strategies}
+    screener = str(screening_model_path(cfg))
+    return {(s, pts): [evaluate(replace(base, strategy=s, seed=seed, screener=screener if pts else None)).score
+                       for seed in seeds] for s, pts in sorted(winners)}
 
 
 out.mkdir(parents=True, exist_ok=True)
 datasets, accels = args.datasets.split(","), args.accels.split(",")
 seeds = [int(s) for s in args.seeds.split(",")]
-for d in datasets:
-    prepare(d)
-best = {(d, a): json.loads((run_cell(d, a) / "results.json").read_text())["best"] for d in datasets for a in accels}
-write_grid(out)
+if not args.reuse:
+    for d in datasets:
+        prepare(d)
+    for d in datasets:
+        for a in accels:
+            run_cell(d, a)
+    write_grid(out)
 print("\n" + (out / "grid.md").read_text())
+best = {}
+for d in datasets:
+    for a in accels:
+        strategy = json.loads((out / f"{d}-{a}" / "results.json").read_text())["best"]
+        best[(d, a)] = (strategy, strategy != "none" and bool(compose([f"accel={a}"]).accel.pts.enabled))
 
 print(f"winners re-scored on the full training set, no acceleration, seeds {seeds}:")
 for d in datasets:
-    scores = rescore(d, sorted({best[(d, a)] for a in accels}), seeds)
+    scores = rescore(d, {best[(d, a)] for a in accels}, seeds)
     ref = scores[best[(d, "none")]]
     noise = statistics.stdev(ref) if len(ref) > 1 else float("nan")
     for a in accels:
         r = scores[best[(d, a)]]
         gap = statistics.mean(r) - statistics.mean(ref)
-        print(f"  {d:8s} {a:8s} best {best[(d, a)]:40s} R {statistics.mean(r):.4f} "
+        print(f"  {d:8s} {a:8s} best {best[(d, a)][0] + (' (PTS)' if best[(d, a)][1] else ''):40s} "
+              f"R {statistics.mean(r):.4f} "
               f"(vs none's winner {gap:+.4f}; seed SD of none's winner {noise:.4f})")
