@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -93,4 +93,4 @@ def select_with_pts(op: Operator, rows: list[Row], noisy: set[str]) -> tuple[lis
     chosen, rep = run_op(op, [r for r in rows if r["id"] in noisy])
     kept = {r["id"] for r in chosen}
     out = [r for r in rows if r["id"] not in noisy or r["id"] in kept]
-    return out, OpReport(**{**vars(rep), "rows_in": len(rows), "rows_out": len(out)})
+    return out, replace(rep, rows_in=len(rows), rows_out=len(out))

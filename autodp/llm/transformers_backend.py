@@ -102,10 +102,11 @@ class PrefixCache:
         reuse = 0
         while reuse < min(n, len(self.ids) // b) and ids[reuse * b:(reuse + 1) * b] == self.ids[reuse * b:(reuse + 1) * b]:
             reuse += 1
-        kv = DynamicCache(config=model.config)
         if reuse:
             kv = copy.deepcopy(self.kv)
             kv.crop(reuse * b - len(self.ids))  # transformers 5: minus the tokens to drop
+        else:
+            kv = DynamicCache(config=model.config)
         for i in range(reuse, n):
             model(input_ids=torch.tensor([ids[i * b:(i + 1) * b]], device=model.device), past_key_values=kv,
                   use_cache=True)

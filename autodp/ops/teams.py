@@ -51,9 +51,10 @@ def apply_strategy(strategy: Strategy, rows: list[Row], teams_cfg: Mapping[str, 
     """f(D): run every operator of every team in order; fail before any work if a team is missing.
 
     With a screening model F in ``context["screener"]`` (PTS), the LLM and Selection teams
-    process only the rows F flags as noisy; the rest pass through untouched. With a ``cache`` (CRM), the longest
-    stored prefix of the strategy is loaded instead of run (its reports say ``cached``), only
-    the remaining teams run, and the result of each of them is stored for later strategies."""
+    process only the rows F flags as noisy; the rest pass through untouched. With a ``cache``
+    (CRM), the longest stored prefix of the strategy is loaded instead of run (its reports say
+    ``cached``), only the remaining teams run, and the result of each of them is stored for
+    later strategies."""
     chains = [build_team(t, teams_cfg, context) for t in strategy.teams]
     screener = (context or {}).get("screener")
     done, reports, keys = 0, [], []
