@@ -26,6 +26,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from autodp.confirm import lines as confirm_lines
 from autodp.data.io import atomic_write
 from autodp.tracking.grid import accel_name, collect, markdown, plot as plot_grid
 
@@ -117,7 +118,13 @@ def score_plot(run: Run) -> str:
     best_key = run.results["best"]
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     ax.axhline(0, color="#999", lw=0.8, ls=":", zorder=1)
-    ax.scatter([r["round"] for r in ok], [r["s"] for r in ok], s=36, color="#3b75af", zorder=3, label="strategy")
+    ses = [r["se"] for r in ok if r.get("se")]
+    if ses and run.results.get("threshold_se"):  # the pooled SE is one number for every strategy
+        band = run.results["threshold_se"] * max(ses)
+        ax.axhspan(-band, band, color="#bbbbbb", alpha=0.35, lw=0, zorder=0,
+                   label=f"noise: |s| < {run.results['threshold_se']:.2f} SE")
+    ax.errorbar([r["round"] for r in ok], [r["s"] for r in ok], yerr=[r.get("se") or 0.0 for r in ok], fmt="o",
+                ms=6, color="#3b75af", ecolor="#3b75af", elinewidth=1, capsize=3, zorder=3, label="strategy ± SE")
     rounds = sorted({r["round"] for r in run.results["table"]} | {p["round"] for p in run.proposals})
     best, line = float("-inf"), []
     for k in rounds:
@@ -189,7 +196,12 @@ def run_section(run: Run) -> str:
     res = run.results
     best = res["best"]
     best_row = next((r for r in res["table"] if r["strategy"] == best), None)
-    facts = [("best strategy", f"{best} (s = {_fmt(best_row['s'] if best_row else None)})"),
+    se = best_row.get("se") if best_row else None
+    facts = [("best strategy", f"{best} (s = {_fmt(best_row['s'] if best_row else None)}"
+              + ("" if se is None else f" ± {se:.4f}") + ")"),
+             ("picked by", f"{res.get('pick', 'top')}: {res.get('pick_reason', '-')}"),
+             ("the agent's final choice", str(res.get("agent_best") or "none made")),
+             *[("held-out test", line) for line in (confirm_lines(res["test"]) if res.get("test") else [])],
              ("stopped because", res["stop_reason"]), ("r0 (no processing)", _fmt(res["r0"], sign=False)),
              ("agent answers", ", ".join(f"{k}: {v}" for k, v in res["agent_rounds"].items())
               + f"; {res['reprompts']} re-prompt(s)"),
@@ -199,8 +211,9 @@ def run_section(run: Run) -> str:
         cached = [x for x, on in (("repeat", r["repeat"]), ("score", r["score_cached"]),
                                   (f"ops {r['ops_cached']}/{r['ops']}", r["ops_cached"])) if on]
         winner = r["strategy"] == best and not r["repeat"]
+        s_se = _fmt(r["s"]) + ("" if r.get("se") is None else f" ± {r['se']:.4f}") + (" *" if r.get("beyond_noise") else "")
         rows.append([str(r["round"]), ("★ " if winner else "") + r["strategy"], r["status"], _fmt(r["r"]),
-                     _fmt(r["s"]), "-" if r["status"] != "ok" else f"{r['rows_in']} → {r['rows_out']}",
+                     s_se, "-" if r["status"] != "ok" else f"{r['rows_in']} → {r['rows_out']}",
                      f"{r['seconds']:.1f}", ", ".join(cached) or "-", r.get("error") or ""])
         classes.append("winner" if winner else "failed" if r["status"] != "ok" else "")
     decisions = [[str(p["round"]), p["decision"], ", ".join(p["strategies"]) or "-", str(p.get("best") or "-"),
@@ -211,9 +224,10 @@ def run_section(run: Run) -> str:
         "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts) + "</dl>",
         f'<img alt="score per round" src="{score_plot(run)}">',
         "<h3>Strategies tried</h3>",
-        _table(["round", "strategy", "status", "r", "s = r - r0", "rows", "seconds", "cached", "error"], rows,
+        _table(["round", "strategy", "status", "r", "s = r - r0 ± SE", "rows", "seconds", "cached", "error"], rows,
                classes, left=(1, 2, 7, 8)) if rows else "<p class=muted>no strategy was evaluated</p>",
-        "<p class=muted>cached: repeat = evaluated in an earlier round; score = fine-tune result reused "
+        "<p class=muted>* beats no processing beyond noise. cached: repeat = evaluated in an earlier round; "
+        "score = fine-tune result reused "
         "from the CRM cache; ops k/n = operators whose output came from the CRM cache.</p>",
         "<h3>Agent decisions</h3>",
         _table(["round", "decision", "proposed", "picked", "source"], decisions, left=(1, 2, 3, 4)),

@@ -18,7 +18,8 @@ from autodp.accel.screening import ScreeningModel, screening_model_path
 from autodp.agent import build_agent
 from autodp.cluster import build_executor
 from autodp.data.io import atomic_write, load_spec, write_rows
-from autodp.data.specs import DataSpecs, data_specs
+from autodp.confirm import confirm
+from autodp.data.specs import DataSpecs, data_specs, heldout_test_spec
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
 from autodp.ops.teams import available_teams, scale_teams
@@ -40,9 +41,15 @@ def signature(cfg: DictConfig) -> str:
 
 
 def check_implemented(cfg: DictConfig) -> None:
-    """Fail loudly on toggles that exist in conf/ but have no code behind them yet."""
+    """Fail loudly, before any work, on toggles that exist in conf/ but have no code behind them
+    yet or that contradict each other."""
     if cfg.search.method != "autodp":
         raise NotImplementedError(f"search.method={cfg.search.method!r} is not implemented yet")
+    if cfg.eval.seeds < 1:
+        raise ValueError(f"eval.seeds must be >= 1, not {cfg.eval.seeds}")
+    if cfg.search.pick == "significant" and cfg.eval.seeds < 2:
+        raise ValueError("search.pick=significant needs eval.seeds >= 2 (a standard error); "
+                         "raise eval.seeds or set search.pick=top")
 
 
 def load_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
@@ -123,8 +130,10 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     template = search_template(cfg, specs, run_dir, pts)
     if tracker and tracker.eval_tracking:
         template = replace(template, tracking=tracker.eval_tracking)
-    search = Search(agent, template, store, executor.map, evaluate, cfg.search.max_rounds,
-                    callbacks=[tracker] if tracker else [])
+    sc = cfg.search
+    search = Search(agent, template, store, executor.map, evaluate, sc.max_rounds,
+                    callbacks=[tracker] if tracker else [], pick=sc.pick, z=sc.z, correction=sc.correction,
+                    repeat_reasks=sc.repeat_reasks)
     try:
         out = search.run()
         out.timings["dps"] = dps_seconds
@@ -132,6 +141,12 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         t2 = time.perf_counter()
         export(replace(request_template(cfg, full, run_dir, pts), strategy=out.best.key), run_dir / "export")
         out.timings["export"] = time.perf_counter() - t2
+        test = heldout_test_spec(cfg, run_dir / "splits") if cfg.search.confirm else None
+        if test is not None:  # opened only now, after the search has decided
+            t3 = time.perf_counter()
+            out.confirmation = confirm(request_template(cfg, full, run_dir, pts), test, out.best, offered_teams(cfg),
+                                       store, executor.map, evaluate, cfg.search.confirm_tie)
+            out.timings["confirm"] = time.perf_counter() - t3
         report(out, store, sig)
     except BaseException:
         if tracker:
@@ -139,7 +154,8 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise
     if tracker:
         tracker.finish(out, store)
-    log.info("best strategy %s; the full training set processed by it: %s", out.best.key, run_dir / "export")
+    log.info("best strategy %s (%s); the full training set processed by it: %s", out.best.key, out.pick_reason,
+             run_dir / "export")
     return {"signature": sig, "best": out.best.key, "stop_reason": out.stop_reason}
 
 

@@ -1,8 +1,10 @@
 """The AutoDP loop between strategy generation (agent) and strategy evaluation (Figure 1).
 
-Only strategy names, scores s_k = r_k - r_0 and safe failure reasons cross from evaluation to
-the agent. Every agent answer and every evaluation is journaled in the run store first, so a
-resumed run replays them instead of recomputing (never re-evaluating a finished strategy).
+Only strategy names, scores s_k = r_k - r_0 (with their standard errors) and safe failure reasons
+cross from evaluation to the agent. Every agent answer and every evaluation is journaled in the
+run store first, so a resumed run replays them instead of recomputing (never re-evaluating a
+finished strategy). The winner is the agent's "Best Team" (``pick=top``, the paper's) or the
+strategy that beats the unprocessed data beyond noise (``pick=significant``); both are reported.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
-from autodp.agent.feedback import RoundFeedback
+from autodp.agent.feedback import Feedback, RoundFeedback
+from autodp.evaluate.estimate import Estimate, differences, pooled, threshold
 from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.store import RunStore
 from autodp.strategy import Strategy
@@ -30,10 +33,29 @@ class SearchOutcome:
     agent_rounds: dict[str, int] = field(default_factory=dict)     # by proposal source
     reprompts: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    estimates: dict[str, Estimate] = field(default_factory=dict)  # s = r - r0 per strategy, with its SE
+    df: int = 0                                                   # degrees of freedom of the pooled SE
+    threshold: float | None = None  # how many SEs s must exceed to count beyond noise (pick=significant)
+    pick: str = "top"
+    pick_reason: str = ""
+    agent_best: str | None = None   # the agent's own final choice, when it made one
+    repeat_proposals: int = 0       # proposals that held only evaluated strategies
+    confirmation: dict[str, Any] | None = None  # the held-out test scores (autodp.confirm), when run
 
     def s(self, key: str) -> float | None:
-        r = self.results.get(key)
-        return None if r is None or r.score is None or self.r0 is None else r.score - self.r0
+        e = self.estimates.get(key)
+        return None if e is None else e.mean
+
+    def se(self, key: str) -> float | None:
+        e = self.estimates.get(key)
+        return None if e is None else e.se
+
+    def beyond_noise(self, key: str) -> bool | None:
+        """Whether s beats 0 by more than ``threshold`` SEs; None without an SE."""
+        e = self.estimates.get(key)
+        if e is None or not e.se or self.threshold is None:
+            return None
+        return e.mean > self.threshold * e.se
 
 
 class SearchCallback(Protocol):
@@ -47,13 +69,21 @@ class SearchCallback(Protocol):
 class Search:
     def __init__(self, agent: Any, template: EvalRequest, store: RunStore, run_many: Executor,
                  evaluate: Callable[[EvalRequest], EvalResult], max_rounds: int,
-                 callbacks: Sequence[SearchCallback] = ()):
+                 callbacks: Sequence[SearchCallback] = (), *, pick: str = "top", z: float = 2.0,
+                 correction: str = "bonferroni", repeat_reasks: int = 1):
+        if pick not in ("top", "significant"):
+            raise ValueError(f"search.pick must be 'top' or 'significant', not {pick!r}")
+        if max_rounds < 1:
+            raise ValueError(f"search.max_rounds must be >= 1, not {max_rounds}")
         self.agent, self.template, self.store = agent, template, store
         self.run_many, self.evaluate, self.max_rounds = run_many, evaluate, max_rounds
         self.callbacks = list(callbacks)
+        self.z, self.correction, self.repeat_reasks = z, correction, repeat_reasks
         self.done = {r["signature"]: EvalResult(**r) for r in store.read("evaluations.jsonl")}
-        self.proposals = {p["round"]: p for p in store.read("agent/proposals.jsonl")}
-        self.out = SearchOutcome(r0=None)
+        # a round sent back for repeating evaluated strategies journals one answer per ask
+        self.proposals: dict[tuple[int, int], dict[str, Any]] = {
+            (p["round"], p.get("ask", 0)): p for p in store.read("agent/proposals.jsonl")}
+        self.out = SearchOutcome(r0=None, pick=pick)
 
     def _evaluate(self, strategies: list[Strategy]) -> list[EvalResult]:
         reqs = [replace(self.template, strategy=s.key) for s in strategies]
@@ -69,24 +99,63 @@ class Search:
         self._time("evaluate", time.perf_counter() - t0)
         results = [self.done[q.signature] for q in reqs]
         self.out.results.update((r.strategy, r) for r in results)
+        self._estimate()
         return results
+
+    def _estimate(self) -> None:
+        """s and its pooled SE for every strategy scored so far, paired with none seed by seed."""
+        out, base = self.out, self.out.results.get("none")
+        if base is None or base.status != "ok":
+            return
+        ok = {k: r for k, r in out.results.items() if r.status == "ok"}
+        diffs = {k: differences(_seed_scores(r), _seed_scores(base)) for k, r in ok.items()}
+        # one draw of the noise per distinct processed dataset, none's excluded
+        pool = {(r.data_fingerprint or k): k for k, r in ok.items() if k != "none"
+                and (r.data_fingerprint is None or r.data_fingerprint != base.data_fingerprint)}
+        out.estimates, out.df = pooled(diffs, set(pool.values()))
+        compared = len(diffs) - 1
+        out.threshold = threshold(self.z, out.df, compared, self.correction) if out.df else None
 
     def _time(self, stage: str, seconds: float) -> None:
         self.out.timings[stage] = self.out.timings.get(stage, 0.0) + seconds
 
-    def _propose(self, rnd: int, history: list[RoundFeedback]) -> dict[str, Any]:
-        if rnd in self.proposals:
-            return self.proposals[rnd]
+    def _propose(self, rnd: int, history: list[RoundFeedback], ask: int = 0, note: str | None = None) -> dict[str, Any]:
+        if (rnd, ask) in self.proposals:
+            return self.proposals[(rnd, ask)]
         t0 = time.perf_counter()
-        p = self.agent.propose(rnd, history)
+        p = self.agent.propose(rnd, history, note=note)
         self._time("agent", time.perf_counter() - t0)
         for turn in p.transcript:
             self.store.append("agent/transcript.jsonl", turn)
-        rec = {"round": rnd, "strategies": [s.key for s in p.strategies], "decision": p.decision,
+        rec = {"round": rnd, "ask": ask, "strategies": [s.key for s in p.strategies], "decision": p.decision,
                "best": p.best.key if p.best else None, "source": p.source, "attempts": p.attempts,
                "reprompts": p.reprompts}
         self.store.append("agent/proposals.jsonl", rec)
         return rec
+
+    def _propose_new(self, rnd: int, history: list[RoundFeedback]) -> tuple[dict[str, Any], bool]:
+        """The round's proposal; one that holds only evaluated strategies is sent back, naming
+        them, up to ``repeat_reasks`` times. (proposal, whether it still repeats)."""
+        p = self._propose(rnd, history)
+        for ask in range(1, self.repeat_reasks + 1):
+            if not self._repeats(p):
+                break
+            self.out.repeat_proposals += 1
+            note = ("Every combination you proposed has already been evaluated: "
+                    f"{'; '.join(Strategy.parse(k).label for k in p['strategies'])}. "
+                    "Propose combinations that have not been evaluated yet, or stop.")
+            p = self._propose(rnd, history, ask, note)
+        repeats = self._repeats(p)
+        self.out.repeat_proposals += repeats
+        return p, repeats
+
+    def _repeats(self, p: dict[str, Any]) -> bool:
+        return p["decision"] == "continue" and all(k in self.out.results for k in p["strategies"])
+
+    def _feedback(self, rnd: int, strategies: list[Strategy], results: list[EvalResult]) -> RoundFeedback:
+        out = self.out
+        return RoundFeedback(rnd, [Feedback(s, out.s(r.strategy), r.error, out.se(r.strategy),
+                                            out.beyond_noise(r.strategy)) for s, r in zip(strategies, results)])
 
     def run(self) -> SearchOutcome:
         out = self.out
@@ -98,17 +167,26 @@ class Search:
             cb.on_round(0, {"round": 0, "strategies": ["none"], "decision": "continue"}, [base], out)
         history: list[RoundFeedback] = []
         for rnd in range(1, self.max_rounds + 1):
-            p = self._propose(rnd, history)
+            p, repeats = self._propose_new(rnd, history)
             out.agent_rounds[p["source"]] = out.agent_rounds.get(p["source"], 0) + 1
             out.reprompts += p["reprompts"]
             out.rounds.append(p)
             if p["decision"] != "continue":
                 out.stop_reason = f"agent decided '{p['decision']}' in round {rnd}"
+                out.agent_best = "none" if p["decision"] == "no_processing" else p.get("best")
+                break
+            if repeats:
+                out.stop_reason = (f"round {rnd}: the agent proposed only evaluated strategies again after "
+                                   f"{self.repeat_reasks} re-ask(s)")
                 break
             strategies = [Strategy.parse(k) for k in p["strategies"]]
             results = self._evaluate(strategies)
-            history.append(RoundFeedback(rnd, [(s, out.s(r.strategy), r.error) for s, r in zip(strategies, results)]))
-            log.info("round %d: %s", rnd, ", ".join(f"{s.key}: s={_fmt(out.s(s.key))}" for s in strategies))
+            # the SEs are pooled over every strategy so far: each round's feedback is re-derived
+            history = [self._feedback(r.round, [f.strategy for f in r.results],
+                                      [out.results[f.strategy.key] for f in r.results]) for r in history]
+            history.append(self._feedback(rnd, strategies, results))
+            log.info("round %d: %s", rnd, ", ".join(f"{s.key}: s={_fmt(out.s(s.key), out.se(s.key))}"
+                                                    for s in strategies))
             for cb in self.callbacks:
                 cb.on_round(rnd, p, results, out)
             if not any(r.status == "ok" for r in results):
@@ -116,19 +194,37 @@ class Search:
                 break
         else:
             out.stop_reason = f"reached max_rounds={self.max_rounds}"
-        out.best = self._best(p)
+        out.best, out.pick_reason = self._pick()
         return out
 
-    def _best(self, last: dict[str, Any]) -> Strategy:
-        """The agent's final pick when it made one that was evaluated, else the top score."""
-        if last["decision"] == "no_processing":
-            return Strategy(())
-        picked = self.out.results.get(last.get("best") or "")
-        if last["decision"] == "best_team" and picked is not None and picked.status == "ok":
-            return Strategy.parse(picked.strategy)
-        ok = [r for r in self.out.results.values() if r.status == "ok"]
-        return Strategy.parse(max(ok, key=lambda r: r.score).strategy)
+    def _pick(self) -> tuple[Strategy, str]:
+        out = self.out
+        ok = [k for k, r in out.results.items() if r.status == "ok" and k != "none" and k in out.estimates]
+        if out.pick == "top":
+            agent = out.results.get(out.agent_best or "")
+            if out.agent_best == "none":
+                return Strategy(()), "the agent chose no processing"
+            if agent is not None and agent.status == "ok":
+                return Strategy.parse(out.agent_best), "the agent's Best Team"
+            if not ok or max(out.s(k) for k in ok) <= 0:
+                return Strategy(()), "no strategy scored above the unprocessed data"
+            top = max(ok, key=out.s)
+            return Strategy.parse(top), "the top score s"
+        wins = [k for k in ok if out.beyond_noise(k)]
+        if not wins:
+            return Strategy(()), (f"no strategy beat the unprocessed data beyond noise "
+                                  f"(s > {_threshold(out)} SE)")
+        top = max(wins, key=out.s)
+        return Strategy.parse(top), f"the top score among {len(wins)} beating none by > {_threshold(out)} SE"
 
 
-def _fmt(s: float | None) -> str:
-    return "failed" if s is None else f"{s:+.4f}"
+def _seed_scores(r: EvalResult) -> list[float]:
+    return r.seed_scores or ([r.score] if r.score is not None else [])
+
+
+def _threshold(out: SearchOutcome) -> str:
+    return "-" if out.threshold is None else f"{out.threshold:.2f}"
+
+
+def _fmt(s: float | None, se: float | None = None) -> str:
+    return "failed" if s is None else f"{s:+.4f}" + ("" if se is None else f" ± {se:.4f}")

@@ -85,7 +85,7 @@ def rescore(dataset: str, winners: set[tuple[str, bool]], seeds: list[int]) -> d
     specs = data_specs(cfg, out / "prepare" / dataset)
     base = EvalRequest.from_config(cfg, *specs, out_dir=str(out / "rescore" / dataset))
     screener = str(screening_model_path(cfg))
-    return {(s, pts): [evaluate(replace(base, strategy=s, seed=seed, screener=screener if pts else None)).score
+    return {(s, pts): [evaluate(replace(base, strategy=s, seed=seed, seeds=1, screener=screener if pts else None)).score
                        for seed in seeds] for s, pts in sorted(winners)}
 
 

@@ -105,9 +105,9 @@ class Recording:
         from autodp.agent import build_agent
         self.agent, self.seen = build_agent({"backend": "heuristic"}, max_strategies=3, min_rounds=2), []
 
-    def propose(self, rnd, history):
+    def propose(self, rnd, history, note=None):
         self.seen.append(list(history))
-        return self.agent.propose(rnd, history)
+        return self.agent.propose(rnd, history, note)
 
 
 def search(tmp_path: Path, fn, agent) -> tuple:

@@ -214,20 +214,26 @@ def test_score_keys_follow_the_validation_file_content_and_signatures_ignore_loc
 def test_an_identical_evaluation_is_fine_tuned_once(tmp_path):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["teams=cleaning", "dataset.train_limit=60", "eval.val_limit=30",
-                                           "finetune.threads=1", "accel.crm.enabled=true",
+                                           "finetune.threads=1", "accel.crm.enabled=true", "eval.seeds=2",
                                            f"cache.dir={tmp_path / 'crm'}"])
     specs = data_specs(cfg, tmp_path / "splits")
     req = replace(EvalRequest.from_config(cfg, *specs, out_dir=str(tmp_path / "run1")), strategy="cleaning")
-    assert req.crm_dir == str(tmp_path / "crm")
+    assert req.crm_dir == str(tmp_path / "crm") and req.fit_seeds == [0, 1]
     first = evaluate(req)
     assert first.status == "ok", first.traceback
     assert not first.score_cached and first.timings["finetune"] > 0 and not any(op["cached"] for op in first.ops)
+    assert len(first.seed_scores) == 2 and first.seed_scores[0] != first.seed_scores[1]
+    assert first.score == pytest.approx(sum(first.seed_scores) / 2)
     again = evaluate(replace(req, out_dir=str(tmp_path / "run2")))  # another run sharing the cache
     assert again.status == "ok", again.traceback
     assert again.score_cached and set(again.timings) == {"process"}
     assert again.score == first.score and again.metrics == first.metrics
     assert all(op["cached"] for op in again.ops) and again.rows_out == first.rows_out
-    assert Crm(req.crm_dir).info()["scores"] == 1
+    assert Crm(req.crm_dir).info()["scores"] == 2  # one per seed
+    # a third seed: the first two are reused seed by seed, only the new one is fine-tuned
+    more = evaluate(replace(req, seeds=3, out_dir=str(tmp_path / "run3")))
+    assert not more.score_cached and more.timings["finetune"] > 0
+    assert more.seed_scores[:2] == first.seed_scores and Crm(req.crm_dir).info()["scores"] == 3
 
 
 def test_cli_info_and_clear(rows, crm, capsys):

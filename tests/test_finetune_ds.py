@@ -206,7 +206,7 @@ def test_evaluator_runs_the_deepspeed_job(tmp_path, tiny_pretrained):
     from autodp.evaluate.request import EvalRequest
 
     cfg = compose_cfg("finetune=qwen2.5-1.5b", f"finetune.model.path={tiny_pretrained}", *CPU,
-                      "dataset.train_limit=64", "eval.val_limit=32")
+                      "dataset.train_limit=64", "eval.val_limit=32", "eval.seeds=1")
     req = EvalRequest.from_config(cfg, *data_specs(cfg, tmp_path / "splits"), out_dir=str(tmp_path), seed=0)
     res = evaluate(req)
     assert res.status == "ok", res.traceback

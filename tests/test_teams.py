@@ -25,7 +25,7 @@ from conftest import ROOT
 torch.set_num_threads(1)
 # One LLM call per operator and a short LESS warm-up: the contract, not the quality, is under test.
 FAST = ["llm.max_rows=1", "llm.max_pairs=1", "teams.selection.0.less_select.warmup_epochs=1",
-        "teams.selection.0.less_select.n_val=8"]
+        "teams.selection.0.less_select.n_val=8", "eval.seeds=1"]
 
 
 def config(*overrides: str):

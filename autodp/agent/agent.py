@@ -16,7 +16,7 @@ from typing import Protocol
 from autodp.agent.feedback import RoundFeedback, scores
 from autodp.agent.heuristic import HeuristicAgent
 from autodp.agent.parser import Answer, ParseError, Rules, answer_schema, parse_json, parse_text
-from autodp.agent.prompting import render_prompt
+from autodp.agent.prompting import FEEDBACK, render_prompt
 from autodp.llm import LLMClient, build_client
 from autodp.strategy import MAX_TEAMS, Strategy, Team
 
@@ -58,23 +58,27 @@ class Agent:
     def __init__(self, backend: Backend | None, *, heuristic: HeuristicAgent | None = None,
                  structured: bool = False, max_reprompts: int = 2, fallback: bool = True,
                  max_strategies: int = 4, max_teams: int = MAX_TEAMS, min_rounds: int = 2, seed: int = 0,
-                 allowed_teams: tuple[Team, ...] | list[Team] = tuple(Team)):
-        """backend None: the heuristic answers every round itself."""
+                 allowed_teams: tuple[Team, ...] | list[Team] = tuple(Team), feedback: str = "paper"):
+        """backend None: the heuristic answers every round itself. ``feedback``: how scores are
+        shown (prompting.FEEDBACK)."""
         self.backend, self.heuristic = backend, heuristic or HeuristicAgent()
         self.structured, self.max_reprompts, self.fallback = structured, max_reprompts, fallback
         self.max_strategies, self.max_teams, self.min_rounds, self.seed = max_strategies, max_teams, min_rounds, seed
         self.teams = tuple(Team(t) for t in allowed_teams)
+        self.feedback = feedback
 
     def rules(self, round: int, history: list[RoundFeedback]) -> Rules:
         # round 1 has nothing to choose from, hence at least 2
         return Rules(self.teams, self.max_strategies, self.max_teams,
                      can_stop=round >= max(2, self.min_rounds), evaluated=frozenset(scores(history)))
 
-    def propose(self, round: int, history: list[RoundFeedback]) -> Proposal:
+    def propose(self, round: int, history: list[RoundFeedback], note: str | None = None) -> Proposal:
+        """``note``: a word from the search appended to the prompt (the heuristic never repeats)."""
         rules = self.rules(round, history)
         if self.backend is None:
             return _proposal(self.heuristic.answer(round, history, rules), "heuristic")
-        messages = [{"role": "user", "content": render_prompt(round, history, rules, self.structured)}]
+        prompt = render_prompt(round, history, rules, self.structured, self.feedback, note)
+        messages = [{"role": "user", "content": prompt}]
         schema = answer_schema(rules) if self.structured else None
         parse = parse_json if self.structured else parse_text
         transcript: list[dict] = []
@@ -128,6 +132,9 @@ def build_agent(agent_cfg: Mapping, *, max_strategies: int = 4, min_rounds: int 
     cfg = dict(agent_cfg)
     kind = cfg.pop("backend")
     structured, max_reprompts = bool(cfg.pop("structured", False)), int(cfg.pop("max_reprompts", 2))
+    feedback = cfg.pop("feedback", "paper")
+    if feedback not in FEEDBACK:
+        raise ValueError(f"agent.feedback must be one of {FEEDBACK}, not {feedback!r}")
     fallback = cfg.pop("fallback", "heuristic")
     if fallback not in ("heuristic", None):
         raise ValueError(f"agent.fallback must be 'heuristic' or null, not {fallback!r}")
@@ -140,4 +147,4 @@ def build_agent(agent_cfg: Mapping, *, max_strategies: int = 4, min_rounds: int 
         backend = ClientBackend(build_client({"backend": kind, **cfg}))
     return Agent(backend, heuristic=heuristic, structured=structured, max_reprompts=max_reprompts,
                  fallback=fallback is not None, max_strategies=max_strategies, max_teams=max_teams,
-                 min_rounds=min_rounds, seed=seed, allowed_teams=allowed_teams or tuple(Team))
+                 min_rounds=min_rounds, seed=seed, allowed_teams=allowed_teams or tuple(Team), feedback=feedback)

@@ -8,11 +8,14 @@ from autodp.strategy import Strategy
 
 
 class Feedback(NamedTuple):
-    """One evaluated strategy: its score s_k = r_k - r_0 (eq. 1), or why its evaluation failed."""
+    """One evaluated strategy: its score s_k = r_k - r_0 (eq. 1) with its standard error and
+    whether it beats 0 beyond noise, or why its evaluation failed."""
 
     strategy: Strategy
     score: float | None
     error: str | None = None
+    se: float | None = None
+    beyond_noise: bool | None = None
 
 
 @dataclass(frozen=True)

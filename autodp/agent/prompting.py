@@ -5,7 +5,7 @@ from functools import cache
 from pathlib import Path
 from string import Template
 
-from autodp.agent.feedback import RoundFeedback
+from autodp.agent.feedback import Feedback, RoundFeedback
 from autodp.agent.parser import Rules
 
 PROMPTS = Path(__file__).parent / "prompts"
@@ -23,14 +23,28 @@ def _template(name: str) -> Template:
     return Template((PROMPTS / f"{name}.txt").read_text(encoding="utf-8"))
 
 
-def format_feedback(history: list[RoundFeedback]) -> str:
-    """Every round, every combination, with its score s_k to 4 decimals or why it failed."""
+FEEDBACK = ("paper", "with_noise")
+
+
+def _score(f: Feedback, mode: str) -> str:
+    if f.score is None:
+        return f"failed: {f.error or 'unknown error'}"
+    if mode == "paper" or f.se is None:
+        return f"{f.score:.4f}"
+    verdict = "better than the original data" if f.beyond_noise else "within noise of the original data"
+    return f"{f.score:.4f} ± {f.se:.4f} ({verdict})"
+
+
+def format_feedback(history: list[RoundFeedback], mode: str = "paper") -> str:
+    """Every round, every combination, with its score s_k to 4 decimals or why it failed;
+    ``with_noise`` adds the standard error and whether s_k is beyond noise."""
+    if mode not in FEEDBACK:
+        raise ValueError(f"agent.feedback must be one of {FEEDBACK}, not {mode!r}")
     blocks = []
     for r in history:
         blocks.append(f"Round {r.round}:")
         for k, f in enumerate(r.results, 1):
-            score = f"{f.score:.4f}" if f.score is not None else f"failed: {f.error or 'unknown error'}"
-            blocks.append(f"{k}.###Combination[{k}]###\n- {f.strategy.label}\nFeedback Score: {score}")
+            blocks.append(f"{k}.###Combination[{k}]###\n- {f.strategy.label}\nFeedback Score: {_score(f, mode)}")
     return "\n\n".join(blocks)
 
 
@@ -39,8 +53,14 @@ def _rounds(history: list[RoundFeedback]) -> str:
     return f"Round {nums[0]}" if len(nums) == 1 else f"Rounds {nums[0]}-{nums[-1]}"
 
 
-def render_prompt(round: int, history: list[RoundFeedback], rules: Rules, structured: bool) -> str:
-    """The initial prompt for round 1 (or an empty history), the iterative prompt afterwards."""
+def render_prompt(round: int, history: list[RoundFeedback], rules: Rules, structured: bool,
+                  feedback: str = "paper", note: str | None = None) -> str:
+    """The initial prompt for round 1 (or an empty history), the iterative prompt afterwards;
+    ``note`` (the search's, e.g. that every proposal was evaluated already) goes last."""
+    return _render(round, history, rules, structured, feedback) + (f"\n\n{note}" if note else "")
+
+
+def _render(round: int, history: list[RoundFeedback], rules: Rules, structured: bool, feedback: str) -> str:
     teams = ", ".join(t.label for t in rules.teams)
     max_strategies = _WORDS.get(rules.max_strategies, str(rules.max_strategies))
     if structured:
@@ -56,4 +76,4 @@ def render_prompt(round: int, history: list[RoundFeedback], rules: Rules, struct
             task=task, output_format=output_format, round=round, max_strategies=max_strategies)
     return _template("iterative").substitute(
         task=task, output_format=output_format, round=round,
-        feedback=format_feedback(history), feedback_rounds=_rounds(history))
+        feedback=format_feedback(history, feedback), feedback_rounds=_rounds(history))

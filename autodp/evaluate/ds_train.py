@@ -68,7 +68,7 @@ def load_trained(out_dir: Path, ft: dict[str, Any]) -> tuple[PreTrainedModel, Pr
     return model.to("cuda" if torch.cuda.is_available() else "cpu"), AutoTokenizer.from_pretrained(out_dir)
 
 
-def finetune_and_score(req: EvalRequest, processed: Path) -> tuple[dict[str, float], dict[str, float]]:
+def finetune_and_score(req: EvalRequest, processed: Path, seed: int) -> tuple[dict[str, float], dict[str, float]]:
     """The evaluator's DeepSpeed path: (metrics, seconds per stage), as its in-process path."""
     t0 = time.perf_counter()
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR")
@@ -76,13 +76,14 @@ def finetune_and_score(req: EvalRequest, processed: Path) -> tuple[dict[str, flo
     with tempfile.TemporaryDirectory(dir=req.out_dir, prefix="ds_train.") as tmp:
         cfg, out_dir = Path(tmp) / "finetune.json", Path(tmp) / "model"
         cfg.write_text(json.dumps(req.finetune))
-        subprocess.run(launch_command(processed, cfg, out_dir, req.seed), env=env, check=True)
+        subprocess.run(launch_command(processed, cfg, out_dir, seed), env=env, check=True)
         t1 = time.perf_counter()
         model, tok = load_trained(out_dir, req.finetune)
         job = json.loads((out_dir / METRICS).read_text())
         t2 = time.perf_counter()
         metrics = {k: job[k] for k in ("train_loss", "train_steps", "zero_stage")}
-        metrics.update(answer_nll(model, tok, load_spec(req.val), req.finetune, req.eval["batch_size"]))
+        metrics.update(answer_nll(model, tok, load_spec(req.val), req.finetune, req.eval["batch_size"],
+                                  bool(req.eval.get("per_row"))))
     return metrics, {"finetune": t1 - t0, "load_model": t2 - t1, "score": time.perf_counter() - t2}
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 import traceback
 from pathlib import Path
@@ -24,16 +25,16 @@ log = logging.getLogger(__name__)
 SAFE_ERRORS = (TeamNotAvailable, DataError)
 
 
-def _finetune_and_score(req: EvalRequest, processed: list[Row]) -> tuple[dict[str, float], dict[str, float]]:
+def _finetune_and_score(req: EvalRequest, processed: list[Row], seed: int) -> tuple[dict[str, float], dict[str, float]]:
     """FT(W_pre, processed) then Eval(., D_val): (metrics, seconds per stage)."""
     t0 = time.perf_counter()
     ft = req.finetune
     torch.set_num_threads(ft.get("threads") or torch.get_num_threads())
     model, tok = load_base(ft, load_spec(req.pool))
     t1 = time.perf_counter()
-    metrics = train(model, tok, processed, ft, seed=req.seed)
+    metrics = train(model, tok, processed, ft, seed=seed)
     t2 = time.perf_counter()
-    metrics.update(answer_nll(model, tok, load_spec(req.val), ft, req.eval["batch_size"]))
+    metrics.update(answer_nll(model, tok, load_spec(req.val), ft, req.eval["batch_size"], bool(req.eval.get("per_row"))))
     return metrics, {"load_model": t1 - t0, "finetune": t2 - t1, "score": time.perf_counter() - t2}
 
 
@@ -77,24 +78,33 @@ def _evaluate(req: EvalRequest) -> EvalResult:
         res.processed_path = str(path)
         res.timings = {"process": time.perf_counter() - t0}
 
-        key = score_key(processed, req.finetune, req.eval, req.val, req.pool, req.seed) if crm else None
-        cached = crm.metrics(key) if crm else None
-        if cached is None:
-            if req.finetune.get("deepspeed"):  # a torchrun job on every GPU (autodp/evaluate/ds_train.py)
-                metrics, timings = ds_train.finetune_and_score(req, path)
+        per_seed, cached_seeds = [], 0
+        for seed in req.fit_seeds:
+            key = score_key(processed, req.finetune, req.eval, req.val, req.pool, seed) if crm else None
+            metrics = crm.metrics(key) if crm else None
+            if metrics is None:
+                if req.finetune.get("deepspeed"):  # a torchrun job on every GPU (autodp/evaluate/ds_train.py)
+                    metrics, timings = ds_train.finetune_and_score(req, path, seed)
+                else:
+                    metrics, timings = _finetune_and_score(req, processed, seed)
+                for stage, seconds in timings.items():
+                    res.timings[stage] = res.timings.get(stage, 0.0) + seconds
+                if crm:
+                    crm.put_metrics(key, metrics)
             else:
-                metrics, timings = _finetune_and_score(req, processed)
-            res.timings.update(timings)
-            if crm:
-                crm.put_metrics(key, metrics)
-        else:
-            metrics, res.score_cached = cached, True
-        res.metrics.update(metrics)
-        res.score = -res.metrics[req.eval["metric"]]
+                cached_seeds += 1
+            per_seed.append(metrics)
+        res.score_cached = cached_seeds == len(per_seed)
+        res.seed_scores = [-m[req.eval["metric"]] for m in per_seed]
+        if req.eval.get("per_row"):
+            res.row_scores = [[-x for x in m["rows_nll_per_char"]] for m in per_seed]
+        res.metrics.update({k: statistics.fmean(m[k] for m in per_seed) for k in per_seed[0]
+                            if all(isinstance(m.get(k), (int, float)) for m in per_seed)})
+        res.score = statistics.fmean(res.seed_scores)
         res.status = "ok"
-        log.info("R(%s) = %.4f on %d -> %d rows (%s)%s", req.strategy, res.score, res.rows_in, res.rows_out,
-                 ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()),
-                 "; score reused from the CRM cache" if res.score_cached else "")
+        log.info("R(%s) = %.4f (%d seed(s)) on %d -> %d rows (%s)%s", req.strategy, res.score, len(per_seed),
+                 res.rows_in, res.rows_out, ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()),
+                 f"; {cached_seeds} seed(s) reused from the CRM cache" if cached_seeds else "")
     except Exception as e:  # noqa: BLE001 - any failure of one strategy is recorded, not fatal
         res.error = str(e) if isinstance(e, SAFE_ERRORS) else f"evaluation failed ({type(e).__name__})"
         res.traceback = traceback.format_exc()

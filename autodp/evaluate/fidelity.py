@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -51,7 +51,8 @@ def measure(cfg: DictConfig, seeds: list[int], fraction: float = 0.4) -> Fidelit
             write_rows(Path(tmp) / f"noisy{seed}.jsonl", inject_noise(clean, fraction, seed))
             for name, scores in (("clean.jsonl", out.clean), (f"noisy{seed}.jsonl", out.noisy)):
                 train = {"path": f"{tmp}/{name}", "limit": None}
-                req = EvalRequest.from_config(cfg, *specs._replace(train=train), out_dir=tmp, seed=seed)
+                # one fine-tune per request: here the seed also draws the noise
+                req = replace(EvalRequest.from_config(cfg, *specs._replace(train=train), out_dir=tmp, seed=seed), seeds=1)
                 res = evaluate(req)
                 if res.status != "ok":
                     raise RuntimeError(res.traceback)

@@ -92,25 +92,38 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[Row],
 
 
 @torch.no_grad()
-def answer_nll(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[Row], cfg: dict[str, Any],
-               batch_size: int = 16) -> dict[str, float]:
-    """Mean negative log-likelihood of the reference answers, per token and per character.
-
-    Per character is the score: it is comparable across tokenizers, per token is not.
-    """
+def row_nll(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[Row], cfg: dict[str, Any],
+            batch_size: int = 16) -> list[tuple[float, int, int]]:
+    """Per row: (NLL of the reference answer summed over its tokens, answer tokens, answer characters)."""
     model.eval()
     data = encode(rows, tok, cfg["template"], cfg["max_length"], cfg["max_prompt_tokens"])
-    total, tokens, chars = 0.0, 0, 0
+    out = []
     for i in range(0, len(data), batch_size):
         batch = collate(data[i:i + batch_size], tok.pad_token_id)
         batch = {k: v.to(model.device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        with torch.no_grad():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"][:, 1:]
         nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), labels,
-                                                ignore_index=-100, reduction="sum")
-        total += float(nll)
-        kept = labels[labels != -100]
-        tokens += int(kept.numel())
-        chars += len(tok.decode(kept.tolist(), skip_special_tokens=True)) + int((kept == tok.eos_token_id).sum())
-    return {"nll_per_token": total / tokens, "nll_per_char": total / max(chars, 1),
-            "ppl_token": math.exp(min(total / tokens, 50.0)), "val_rows": len(rows)}
+                                                ignore_index=-100, reduction="none").sum(dim=1)
+        for b in range(labels.shape[0]):
+            kept = labels[b][labels[b] != -100]
+            chars = len(tok.decode(kept.tolist(), skip_special_tokens=True)) + int((kept == tok.eos_token_id).sum())
+            out.append((float(nll[b]), int(kept.numel()), chars))
+    return out
+
+
+def answer_nll(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[Row], cfg: dict[str, Any],
+               batch_size: int = 16, per_row: bool = False) -> dict[str, Any]:
+    """Mean negative log-likelihood of the reference answers, per token and per character; with
+    ``per_row``, also each row's NLL per character (``rows_nll_per_char``), for paired row tests.
+
+    Per character is the score: it is comparable across tokenizers, per token is not.
+    """
+    scored = row_nll(model, tok, rows, cfg, batch_size)
+    total, tokens, chars = (sum(x[i] for x in scored) for i in range(3))
+    out: dict[str, Any] = {"nll_per_token": total / tokens, "nll_per_char": total / max(chars, 1),
+                           "ppl_token": math.exp(min(total / tokens, 50.0)), "val_rows": len(rows)}
+    if per_row:
+        out["rows_nll_per_char"] = [n / max(c, 1) for n, _, c in scored]
+    return out

@@ -20,11 +20,17 @@ class EvalRequest:
     teams: dict[str, Any]        # conf/teams: operators per team
     finetune: dict[str, Any]     # conf/finetune
     eval: dict[str, Any]         # conf/eval: metric, batch size
-    seed: int
+    seed: int                    # the first fine-tune seed
     out_dir: str                 # where the processed dataset is written
     screener: str | None = None  # a saved screening model F: with it, PTS is on (paper 3.3.3)
     crm_dir: str | None = None   # the cache-and-reuse cache: with it, CRM is on (paper 3.3.4)
     tracking: dict[str, Any] | None = None  # the search's W&B settings: the evaluation logs to its group
+    seeds: int = 1               # fine-tunes of the processed data, with seeds seed, seed+1, ...
+
+    @property
+    def fit_seeds(self) -> list[int]:
+        """The same for every strategy of a search, so scores pair up seed by seed."""
+        return [self.seed + i for i in range(self.seeds)]
 
     @classmethod
     def from_config(cls, cfg: Any, train: dict, val: dict, target: dict, pool: dict, out_dir: str,
@@ -38,7 +44,7 @@ class EvalRequest:
                    finetune=OmegaConf.to_container(cfg.finetune, resolve=True),
                    eval={"metric": cfg.eval.metric, "batch_size": cfg.eval.batch_size},
                    seed=cfg.seed if seed is None else seed, out_dir=out_dir, screener=screener,
-                   crm_dir=crm_dir)
+                   crm_dir=crm_dir, seeds=cfg.eval.seeds)
 
     @property
     def signature(self) -> str:
@@ -52,7 +58,9 @@ class EvalResult:
     strategy: str
     signature: str
     status: str                                   # "ok" | "failed"
-    score: float | None = None                    # r = -(answer NLL per character)
+    score: float | None = None                    # r = -(answer NLL per character), mean over seeds
+    seed_scores: list[float] = field(default_factory=list)  # r per fine-tune seed, in request.fit_seeds order
+    row_scores: list[list[float]] = field(default_factory=list)  # per seed, r of each scored row (eval.per_row)
     metrics: dict[str, float] = field(default_factory=dict)
     ops: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -60,7 +68,7 @@ class EvalResult:
     rows_out: int = 0
     data_fingerprint: str | None = None
     processed_path: str | None = None
-    score_cached: bool = False                    # metrics reused from the CRM cache: no fine-tune ran
+    score_cached: bool = False                    # every seed's metrics reused from the CRM cache: no fine-tune ran
     error: str | None = None                      # safe to show the agent: no sample text
     traceback: str | None = None                  # for the run store only, never the agent
 

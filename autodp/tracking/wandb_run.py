@@ -35,7 +35,7 @@ from autodp.tracking.summary import rows_table
 
 log = logging.getLogger(__name__)
 # The columns of the per-round and final strategy tables (rows from autodp.tracking.summary.rows_table).
-COLUMNS = ("round", "strategy", "status", "r", "s", "rows_in", "rows_out", "seconds", "score_cached",
+COLUMNS = ("round", "strategy", "status", "r", "s", "se", "beyond_noise", "rows_in", "rows_out", "seconds", "score_cached",
            "ops_cached", "repeat", "error")
 OP_COLUMNS = ("op", "team", "rows_in", "rows_out", "rows_changed", "seconds", "cached")
 
@@ -133,7 +133,10 @@ class WandbTracker:
             final.update(round=last["round"], decision=last["decision"])
         self.run.log(final, step=max(last["round"], self.run.step))
         self.run.summary.update({
-            "best": out.best.key, "best_s": out.s(out.best.key), "stop_reason": out.stop_reason, "r0": out.r0,
+            "best": out.best.key, "best_s": out.s(out.best.key), "best_se": out.se(out.best.key), "pick": out.pick,
+            "pick_reason": out.pick_reason, "agent_best": out.agent_best, "threshold_se": out.threshold,
+            "se_df": out.df, "repeat_proposals": out.repeat_proposals, "stop_reason": out.stop_reason, "r0": out.r0,
+            "test": out.confirmation,
             "evaluations": len(out.results), "agent_rounds": out.agent_rounds, "reprompts": out.reprompts,
             "timings": out.timings})
         files = [store.path(p) for p in ("agent/transcript.jsonl", "agent/proposals.jsonl")]
