@@ -41,6 +41,7 @@ import numpy as np
 from autodp.accel.embed import Encoder, build_encoder, embed_rows, prompt_text
 from autodp.data.io import TEXT_FIELDS, Row, atomic_write, fingerprint, load_rows
 from autodp.data.noise import KINDS as BASE_NOISE, inject_noise
+from autodp.data.specs import train_rows
 from autodp.ops.cleaning import repetition_ratio, special_ratio
 from autodp.resources import PROJECT_ROOT, cache_dir, resolve_path
 
@@ -508,8 +509,10 @@ def default_path(cfg: Mapping[str, Any], rows: list[Row], dataset: str) -> Path:
 
 
 def training_rows(cfg: Mapping[str, Any]) -> list[Row]:
-    """F's rows: ``screening.data``, else the whole dataset train file (not its train_limit)."""
-    return load_rows(resolve_path(cfg["screening"]["data"] or cfg["dataset"]["train"]))
+    """F's rows: ``screening.data``, else the rows the search may process (train_limit and the
+    validation and test hold-outs respected), so F never learns from a row it is scored on."""
+    data = cfg["screening"]["data"]
+    return load_rows(resolve_path(data)) if data else train_rows(cfg)
 
 
 def screening_model_path(cfg: Mapping[str, Any]) -> Path:
