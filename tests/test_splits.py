@@ -41,6 +41,14 @@ def test_question_key_ignores_whitespace():
     assert question_key({"instruction": "头痛 怎么办？\n发烧"}) == question_key({"instruction": "头痛怎么办？发烧 "})
 
 
+@pytest.mark.parametrize("dataset", sorted(p.stem for p in (ROOT / "conf" / "dataset").glob("*.yaml")))
+def test_every_shipped_dataset_has_a_disjoint_test_split(dataset, tmp_path):
+    cfg = S.compose([f"dataset={dataset}"])
+    data_specs(cfg, tmp_path)
+    spec = heldout_test_spec(cfg, tmp_path)  # raises when a test question is a train or val one
+    assert spec is not None and len(load_spec(spec)) >= 100
+
+
 def test_cmd_test_split_is_the_shipped_file():
     cfg = S.compose(["dataset=cmd"])
     assert heldout_test_spec(cfg, Path("unused")) == {"path": "pkg:autodp/data/samples/cmd/test.jsonl",
