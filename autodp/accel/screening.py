@@ -40,7 +40,8 @@ import numpy as np
 
 from autodp.accel.embed import Encoder, build_encoder, embed_rows, prompt_text
 from autodp.data.io import TEXT_FIELDS, Row, atomic_write, fingerprint, load_rows
-from autodp.data.noise import KINDS as BASE_NOISE, inject_noise
+from autodp.data.noise import KINDS as BASE_NOISE, VARIANTS as NOISE_VARIANTS, inject_noise
+from autodp.data.specs import train_rows
 from autodp.ops.cleaning import repetition_ratio, special_ratio
 from autodp.resources import PROJECT_ROOT, cache_dir, resolve_path
 
@@ -166,37 +167,9 @@ def weak_labels(rows: list[Row]) -> np.ndarray:
 
 
 # ============================================================================ known noise
-# Noise kinds beyond autodp.data.noise, written like the real CMD noise the rules look for.
-_BOILERPLATE_TEXT = ("期望上述的答案可以协助到你，谢谢！", "患者的饮食状况和护理也是很关键的，要多加注意。",
-                     "这种疾病不易纾解，需要长期坚持。")
-_GREETING_TEXT = ("你好，", "您好！很高兴为您解答。", "你好！")
-_ADVERTISING_TEXT = ("建议到我们医院专科门诊就诊，治愈率高。", "点击在线咨询专家，了解更多治疗方案。")
-
-
-Variant = Callable[[Row, random.Random, list[Row]], Row]  # (row, rng, all rows) -> corrupted row
-
-
-def _punctuation(row: Row, rng: random.Random, pool: list[Row]) -> Row:
-    return {**row, "output": row["output"].replace("，", ",", 3).replace("。", "。。", 1)}
-
-
-def _splice(row: Row, rng: random.Random, pool: list[Row]) -> Row:
-    """First half of this answer, second half of another: the real CMD splices (one sentence
-    running into another answer) end in proper punctuation, so no surface rule sees them."""
-    a, b = row["output"], rng.choice(pool)["output"]
-    return {**row, "output": a[: len(a) // 2] + b[len(b) // 2:]}
-
-
-NOISE_VARIANTS: dict[str, Variant] = {
-    "splice": _splice,
-    "boilerplate": lambda r, rng, pool: {**r, "output": r["output"] + rng.choice(_BOILERPLATE_TEXT)},
-    "greeting": lambda r, rng, pool: {**r, "output": rng.choice(_GREETING_TEXT) + r["output"]},
-    "advertising": lambda r, rng, pool: {**r, "output": r["output"] + rng.choice(_ADVERTISING_TEXT)},
-    "punctuation": _punctuation,
-}
-# "duplicate" is left out: a repeated row is a property of the dataset (minhash_dedup's job),
-# not of the row, so no per-row model can see it.
-NOISE_KINDS = tuple(k for k in BASE_NOISE if k != "duplicate") + tuple(NOISE_VARIANTS)
+# Duplicates, exact or near, are left out: a repeated row is a property of the dataset
+# (minhash_dedup's job), not of the row, so no per-row model can see it.
+NOISE_KINDS = tuple(k for k in (*BASE_NOISE, *NOISE_VARIANTS) if k not in ("duplicate", "near_duplicate"))
 
 
 def inject_known_noise(rows: list[Row], fraction: float, seed: int,
@@ -508,8 +481,10 @@ def default_path(cfg: Mapping[str, Any], rows: list[Row], dataset: str) -> Path:
 
 
 def training_rows(cfg: Mapping[str, Any]) -> list[Row]:
-    """F's rows: ``screening.data``, else the whole dataset train file (not its train_limit)."""
-    return load_rows(resolve_path(cfg["screening"]["data"] or cfg["dataset"]["train"]))
+    """F's rows: ``screening.data``, else the rows the search may process (train_limit and the
+    validation and test hold-outs respected), so F never learns from a row it is scored on."""
+    data = cfg["screening"]["data"]
+    return load_rows(resolve_path(data)) if data else train_rows(cfg)
 
 
 def screening_model_path(cfg: Mapping[str, Any]) -> Path:
