@@ -107,13 +107,14 @@ class Search:
         out, base = self.out, self.out.results.get("none")
         if base is None or base.status != "ok":
             return
-        ok = {k: r for k, r in out.results.items() if r.status == "ok"}
+        ok = {k: r for k, r in out.results.items() if r.status == "ok" and k != "none"}
         diffs = {k: differences(_seed_scores(r), _seed_scores(base)) for k, r in ok.items()}
         # one draw of the noise per distinct processed dataset, none's excluded
-        pool = {(r.data_fingerprint or k): k for k, r in ok.items() if k != "none"
-                and (r.data_fingerprint is None or r.data_fingerprint != base.data_fingerprint)}
+        pool = {(r.data_fingerprint or k): k for k, r in ok.items()
+                if r.data_fingerprint is None or r.data_fingerprint != base.data_fingerprint}
         out.estimates, out.df = pooled(diffs, set(pool.values()))
-        compared = len(diffs) - 1
+        out.estimates["none"] = Estimate(0.0, None, len(_seed_scores(base)))  # the reference itself
+        compared = len(diffs)
         out.threshold = threshold(self.z, out.df, compared, self.correction) if out.df else None
 
     def _time(self, stage: str, seconds: float) -> None:

@@ -178,7 +178,7 @@ def test_confirmation_scores_the_arms_on_test_pairs_rows_and_resumes(tmp_path):
     assert arms(S("cleaning>selection"), teams) == [S("cleaning>selection"), Strategy(())]
     store = RunStore(tmp_path)
     c = confirm(request(), {"path": "test.jsonl"}, S("cleaning"), teams, store, run_many, evaluate, 1e-4)
-    assert sorted(calls) == ["cleaning", "cleaning>selection", "none"] and c["test_rows"] == 8
+    assert sorted(calls) == ["cleaning", "cleaning>selection", "none"] and c["rows"] == 8
     win = c["arms"]["cleaning"]
     assert (win["wins"], win["ties"], win["losses"]) == (6, 2, 0)
     assert win["delta"] == pytest.approx(0.0075)
@@ -186,3 +186,17 @@ def test_confirmation_scores_the_arms_on_test_pairs_rows_and_resumes(tmp_path):
     assert lines(c)[0].startswith("winner cleaning vs none on test: +0.0075")
     again = confirm(request(), {"path": "test.jsonl"}, S("cleaning"), teams, store, run_many, evaluate, 1e-4)
     assert len(calls) == 3 and again == c  # journaled: nothing fine-tuned twice
+
+
+def test_matched_budget_trains_every_strategy_for_the_unprocessed_datas_steps(monkeypatch):
+    from autodp.evaluate.finetune import matched_budget
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    ft = {"batch_size": 16, "epochs": 1, "budget": "steps"}
+    assert matched_budget(ft, 400)["max_steps"] == 25  # 400 rows / 16, whatever a strategy kept
+    assert matched_budget({**ft, "epochs": 3, "global_batch_size": 64}, 400)["max_steps"] == 19
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert matched_budget({**ft, "global_batch_size": 64}, 400)["max_steps"] == 7
+    assert matched_budget({**ft, "budget": "epochs"}, 400) == {**ft, "budget": "epochs"}
+    with pytest.raises(ValueError, match="finetune.budget"):
+        matched_budget({**ft, "budget": "tokens"}, 400)

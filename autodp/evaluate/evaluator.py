@@ -5,6 +5,7 @@ import logging
 import statistics
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -13,7 +14,7 @@ from autodp.accel.crm import Crm, score_key
 from autodp.accel.screening import ScreeningModel
 from autodp.data.io import DataError, Row, fingerprint, load_spec, write_rows
 from autodp.evaluate import ds_train
-from autodp.evaluate.finetune import answer_nll, train
+from autodp.evaluate.finetune import answer_nll, matched_budget, train
 from autodp.evaluate.lm import load_base
 from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.ops.base import OpReport, TeamNotAvailable
@@ -78,6 +79,7 @@ def _evaluate(req: EvalRequest) -> EvalResult:
         res.processed_path = str(path)
         res.timings = {"process": time.perf_counter() - t0}
 
+        req = replace(req, finetune=matched_budget(req.finetune, res.rows_in))
         per_seed, cached_seeds = [], 0
         for seed in req.fit_seeds:
             key = score_key(processed, req.finetune, req.eval, req.val, req.pool, seed) if crm else None

@@ -50,6 +50,22 @@ def grad_accum(cfg: dict[str, Any]) -> int:
     return cfg["global_batch_size"] // per_step
 
 
+BUDGETS = ("epochs", "steps")
+
+
+def matched_budget(cfg: dict[str, Any], reference_rows: int) -> dict[str, Any]:
+    """The ``finetune`` config with its training compute fixed (``budget: steps``): as many optimizer
+    steps as ``epochs`` over ``reference_rows`` (the unprocessed input) take, whatever a strategy
+    kept, so removing rows does not also mean training less. ``budget: epochs`` leaves it as is."""
+    budget = cfg.get("budget", "epochs")
+    if budget not in BUDGETS:
+        raise ValueError(f"finetune.budget must be one of {BUDGETS}, not {budget!r}")
+    if budget == "epochs":
+        return cfg
+    per_step = cfg["batch_size"] * grad_accum(cfg) * int(os.environ.get("WORLD_SIZE", 1))
+    return {**cfg, "max_steps": max(1, math.ceil(reference_rows * cfg.get("epochs", 1) / per_step))}
+
+
 def training_args(cfg: dict[str, Any], output_dir: str, seed: int, progress: bool = False) -> TrainingArguments:
     """TrainingArguments from the ``finetune`` config; with ``cfg["deepspeed"]`` the HF Trainer runs
     DeepSpeed. Under ZeRO-3, build these before loading the model so that it loads partitioned."""
@@ -101,8 +117,7 @@ def row_nll(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[Row
     for i in range(0, len(data), batch_size):
         batch = collate(data[i:i + batch_size], tok.pad_token_id)
         batch = {k: v.to(model.device) for k, v in batch.items()}
-        with torch.no_grad():
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"][:, 1:]
         nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), labels,
                                                 ignore_index=-100, reduction="none").sum(dim=1)
