@@ -17,9 +17,11 @@ from autodp.data.io import load_rows, write_rows
 from conftest import ROOT, SAMPLES
 from wandb_testing import leaks, offline_runs
 
-# A small search: few rows, two rounds, the Cleaning team; the pre-warmed base is the default one
-# (cached once).
-SMALL = ["dataset.train_limit=80", "eval.val_limit=40", "search.max_rounds=2", "search.min_rounds=2", "teams=cleaning"]
+# A small search: few rows, two rounds, the Cleaning team, two paired seeds (the fewest the pick
+# rule takes), no held-out confirmation unless a test asks for it; the pre-warmed base is the
+# default one (cached once).
+SMALL = ["dataset.train_limit=80", "eval.val_limit=40", "search.max_rounds=2", "search.min_rounds=2", "teams=cleaning",
+         "eval.seeds=2", "search.confirm=false"]
 
 
 def launch(run_dir: Path, *overrides: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
@@ -39,7 +41,7 @@ def signatures(run_dir: Path) -> list[str]:
 @pytest.mark.slow
 def test_resume_after_kill_reevaluates_nothing(tmp_path):
     run_dir = tmp_path / "run"
-    p = launch(run_dir, "agent=heuristic", wait=False)
+    p = launch(run_dir, "agent=heuristic", "search.confirm=true", wait=False)
     # Kill once r_0 is journaled and round 1 was proposed: its first strategy is then being fine-tuned.
     evals, proposals = run_dir / "evaluations.jsonl", run_dir / "agent" / "proposals.jsonl"
     deadline = time.time() + 900
@@ -58,10 +60,18 @@ def test_resume_after_kill_reevaluates_nothing(tmp_path):
     assert "reusing" in r.stdout + r.stderr
     summary = json.loads((run_dir / "results.json").read_text())
     assert summary["stop_reason"]
+    # every score is an estimate; the held-out confirmation ran on the 300 CMD test rows
+    ok = [row for row in summary["table"] if row["status"] == "ok" and row["strategy"] != "none"]
+    assert ok and all(len(row["seed_scores"]) == 2 and row["se"] > 0 for row in ok)
+    test = summary["test"]
+    assert test["rows"] == 300 and test["seeds"] == 2 and "cleaning" in test["arms"]
+    assert all(a["wins"] + a["ties"] + a["losses"] == 300 for a in test["arms"].values())
+    assert "vs none on test:" in (run_dir / "summary.md").read_text()
+    confirmed = (run_dir / "confirm.jsonl").read_text()
 
-    # Resuming a finished run performs no fine-tune at all.
+    # Resuming a finished run performs no fine-tune at all, the confirmation's included.
     launch(run_dir, "agent=heuristic", f"resume={run_dir}")
-    assert signatures(run_dir) == after
+    assert signatures(run_dir) == after and (run_dir / "confirm.jsonl").read_text() == confirmed
     assert json.loads((run_dir / "results.json").read_text())["best"] == summary["best"]
 
 

@@ -1,5 +1,6 @@
 """The held-out test split and the hold-outs: disjoint shipped splits, nothing fitted on a
 validation or test row, a search that never opens the test split, and dataset=cmd_noisy."""
+import json
 import os
 import sys
 from collections import Counter
@@ -154,7 +155,7 @@ def test_a_search_never_opens_the_test_split(tmp_path, monkeypatch):
     test_file.write_bytes((SAMPLES / "cmd" / "test.jsonl").read_bytes())
     cfg = S.compose(["dataset=cmd", f"dataset.test={test_file}", "agent=heuristic", "logger=none",
                      "dataset.train_limit=80", "eval.val_limit=40", "search.max_rounds=1", "search.min_rounds=1",
-                     "teams=cleaning", f"cache.dir={tmp_path / 'crm'}"])
+                     "teams=cleaning", "eval.seeds=2", f"cache.dir={tmp_path / 'crm'}"])
     opened = OpenedPaths()
 
     class RecordedSearch(autodp.run.Search):
@@ -173,6 +174,8 @@ def test_a_search_never_opens_the_test_split(tmp_path, monkeypatch):
     data_files = {p for p in opened.paths if p.endswith(".jsonl")}
     assert str(resolve_path(cfg.dataset.train).resolve()) in data_files  # the recorder sees reads
     assert str(test_file.resolve()) not in opened.paths
+    # and once the search has decided, the confirmation scores on it
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["test"]["rows"] == 300
 
 
 def test_cmd_noisy_is_its_config_regenerated(tmp_path):
