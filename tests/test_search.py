@@ -62,7 +62,11 @@ def test_resume_after_kill_reevaluates_nothing(tmp_path):
     assert summary["stop_reason"]
     # every score is an estimate; the held-out confirmation ran on the 300 CMD test rows
     ok = [row for row in summary["table"] if row["status"] == "ok" and row["strategy"] != "none"]
-    assert ok and all(len(row["seed_scores"]) == 2 and row["se"] > 0 for row in ok)
+    assert ok and all(len(row["seed_scores"]) == 2 for row in ok)
+    # the SE pools one degree of freedom (2 seeds) per processed dataset other than none's
+    fp = {e["strategy"]: e["data_fingerprint"] for e in map(json.loads, evals.read_text().splitlines())}
+    own = {fp[row["strategy"]] for row in ok} - {fp["none"]}
+    assert summary["se_df"] == len(own) and all((row["se"] is not None) == bool(own) for row in ok)
     test = summary["test"]
     assert test["rows"] == 300 and test["seeds"] == 2 and "cleaning" in test["arms"]
     assert all(a["wins"] + a["ties"] + a["losses"] == 300 for a in test["arms"].values())
