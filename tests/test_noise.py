@@ -198,5 +198,6 @@ def test_matched_budget_trains_every_strategy_for_the_unprocessed_datas_steps(mo
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert matched_budget({**ft, "global_batch_size": 64}, 400)["max_steps"] == 7
     assert matched_budget({**ft, "budget": "epochs"}, 400) == {**ft, "budget": "epochs"}
+    assert matched_budget({**ft, "max_steps": 6}, 400)["max_steps"] == 6
     with pytest.raises(ValueError, match="finetune.budget"):
         matched_budget({**ft, "budget": "tokens"}, 400)

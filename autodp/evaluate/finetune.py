@@ -56,11 +56,12 @@ BUDGETS = ("epochs", "steps")
 def matched_budget(cfg: dict[str, Any], reference_rows: int) -> dict[str, Any]:
     """The ``finetune`` config with its training compute fixed (``budget: steps``): as many optimizer
     steps as ``epochs`` over ``reference_rows`` (the unprocessed input) take, whatever a strategy
-    kept, so removing rows does not also mean training less. ``budget: epochs`` leaves it as is."""
+    kept, so removing rows does not also mean training less. ``budget: epochs`` leaves it as is, and
+    so does an explicit ``max_steps``, which fixes the compute already."""
     budget = cfg.get("budget", "epochs")
     if budget not in BUDGETS:
         raise ValueError(f"finetune.budget must be one of {BUDGETS}, not {budget!r}")
-    if budget == "epochs":
+    if budget == "epochs" or cfg.get("max_steps", -1) > 0:
         return cfg
     per_step = cfg["batch_size"] * grad_accum(cfg) * int(os.environ.get("WORLD_SIZE", 1))
     return {**cfg, "max_steps": max(1, math.ceil(reference_rows * cfg.get("epochs", 1) / per_step))}
