@@ -5,6 +5,7 @@ naming each package, when the installed set drifts from it or the lock leaves py
 """
 import os
 import re
+import sysconfig
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -33,7 +34,10 @@ def read_lock(path: Path) -> dict[str, str]:
 
 
 def installed() -> dict[str, str]:
-    return {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    """What the environment's site-packages hold, as pip freeze sees it: not what sys.path gains
+    at run time (importing setuptools puts its vendored packages there)."""
+    paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    return {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions(path=paths)}
 
 
 def drift(lock: dict[str, str], have: dict[str, str]) -> list[str]:
