@@ -65,7 +65,7 @@ test: install
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make test: not root, no SLURM cluster started"; \
 	elif line=$$(slurm/local-cluster.sh start); then eval "$$line"; \
 	else echo "make test: the SLURM cluster did not start (see above): the SLURM tests will skip"; fi; \
-	$(BIN)/python -m pytest -q tests; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 0; }; exit $$rc
+	$(BIN)/python -m pytest -q --durations=25 tests; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 0; }; exit $$rc
 
 clean:
 	rm -rf $(VENV) .cache outputs multirun
