@@ -10,7 +10,7 @@ import statistics
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from autodp.evaluate.estimate import differences, pooled
+from autodp.evaluate.estimate import versus
 from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.search import Executor
 from autodp.store import RunStore
@@ -43,8 +43,7 @@ def compare(template: EvalRequest, split: dict[str, Any], strategies: Sequence[S
         raise RuntimeError(f"no processing failed on {split['path']}: {failed['none']}")
     none = results["none"]
     ok = {k: r for k, r in results.items() if r.status == "ok" and k != "none"}
-    est, df = pooled({k: differences(r.seed_scores, none.seed_scores) for k, r in ok.items()},
-                     pool={k for k, r in ok.items() if r.data_fingerprint != none.data_fingerprint})
+    est, df = versus(none, ok)
     out: dict[str, Any] = {"rows": len(none.row_scores[0]), "seeds": len(none.seed_scores), "se_df": df,
                            "failed": failed, "r0": none.score, "arms": {}}
     base_rows = [statistics.fmean(col) for col in zip(*none.row_scores)]  # each row's r, mean over seeds

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from autodp.agent.feedback import Feedback, RoundFeedback
-from autodp.evaluate.estimate import Estimate, differences, pooled, threshold
+from autodp.evaluate.estimate import Estimate, seed_scores, threshold, versus
 from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.store import RunStore
 from autodp.strategy import Strategy
@@ -107,15 +107,9 @@ class Search:
         out, base = self.out, self.out.results.get("none")
         if base is None or base.status != "ok":
             return
-        ok = {k: r for k, r in out.results.items() if r.status == "ok" and k != "none"}
-        diffs = {k: differences(_seed_scores(r), _seed_scores(base)) for k, r in ok.items()}
-        # one draw of the noise per distinct processed dataset, none's excluded
-        pool = {(r.data_fingerprint or k): k for k, r in ok.items()
-                if r.data_fingerprint is None or r.data_fingerprint != base.data_fingerprint}
-        out.estimates, out.df = pooled(diffs, set(pool.values()))
-        out.estimates["none"] = Estimate(0.0, None, len(_seed_scores(base)))  # the reference itself
-        compared = len(diffs)
-        out.threshold = threshold(self.z, out.df, compared, self.correction) if out.df else None
+        out.estimates, out.df = versus(base, out.results)
+        out.estimates["none"] = Estimate(0.0, None, len(seed_scores(base)))  # the reference itself
+        out.threshold = threshold(self.z, out.df, len(out.estimates) - 1, self.correction) if out.df else None
 
     def _time(self, stage: str, seconds: float) -> None:
         self.out.timings[stage] = self.out.timings.get(stage, 0.0) + seconds
@@ -217,10 +211,6 @@ class Search:
                                   f"(s > {_threshold(out)} SE)")
         top = max(wins, key=out.s)
         return Strategy.parse(top), f"the top score among {len(wins)} beating none by > {_threshold(out)} SE"
-
-
-def _seed_scores(r: EvalResult) -> list[float]:
-    return r.seed_scores or ([r.score] if r.score is not None else [])
 
 
 def _threshold(out: SearchOutcome) -> str:

@@ -17,6 +17,8 @@ from typing import Collection, Mapping, Sequence
 
 from scipy import stats
 
+from autodp.evaluate.request import EvalResult
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -46,6 +48,21 @@ def pooled(diffs: Mapping[str, Sequence[float]], pool: Collection[str] | None = 
     sd = math.sqrt(ss / df) if df > 0 else None
     return {k: Estimate(statistics.fmean(ds), sd / math.sqrt(len(ds)) if sd else None, len(ds))
             for k, ds in diffs.items() if ds}, df
+
+
+def seed_scores(r: EvalResult) -> list[float]:
+    """r per fine-tune seed; a result from before seeds were recorded counts as one seed."""
+    return r.seed_scores or ([r.score] if r.score is not None else [])
+
+
+def versus(base: EvalResult, results: Mapping[str, EvalResult]) -> tuple[dict[str, Estimate], int]:
+    """Each successful result's paired estimate against ``base`` (no processing), with the SE
+    pooled over one strategy per distinct processed dataset that differs from the base's data."""
+    ok = {k: r for k, r in results.items() if r.status == "ok" and r is not base}
+    diffs = {k: differences(seed_scores(r), seed_scores(base)) for k, r in ok.items()}
+    pool = {(r.data_fingerprint or k): k for k, r in ok.items()
+            if r.data_fingerprint is None or r.data_fingerprint != base.data_fingerprint}
+    return pooled(diffs, set(pool.values()))
 
 
 def threshold(z: float, df: int, comparisons: int, correction: str) -> float:
