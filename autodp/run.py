@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 import autodp.ops  # noqa: F401 - registers the operators
-from autodp.accel.dps import sample_rows
+from autodp.accel.dps import duplicate_groups, sample_rows
 from autodp.apply import export
 from autodp.accel.screening import ScreeningModel, screening_model_path
 from autodp.agent import build_agent
@@ -83,9 +83,10 @@ def offered_teams(cfg: DictConfig) -> list[Team]:
 def dps_train(cfg: DictConfig, train: dict[str, Any], split_dir: Path, screener: Path | None) -> dict[str, Any]:
     """Spec of the DPS sample of ``train`` (paper 3.3.2), written to ``split_dir``: the rows
     every strategy is evaluated on. Deterministic for a seed, so a resumed run rewrites it as is."""
-    d = cfg.accel.dps
-    rows = sample_rows(load_spec(train), OmegaConf.to_container(d.encoder, resolve=True), d.ratio, d.method,
-                       cfg.seed, ScreeningModel.load(screener) if screener else None)
+    d, rows = cfg.accel.dps, load_spec(train)
+    groups = duplicate_groups(rows, OmegaConf.to_container(cfg.teams, resolve=True), d.keep_together)
+    rows = sample_rows(rows, OmegaConf.to_container(d.encoder, resolve=True), d.ratio, d.method,
+                       cfg.seed, ScreeningModel.load(screener) if screener else None, groups)
     path = split_dir / "train_dps.jsonl"
     write_rows(path, rows)
     return {"path": str(path), "offset": 0, "limit": None}

@@ -3,6 +3,9 @@ import numpy as np
 import pytest
 
 from autodp.accel import dps
+from autodp.data.io import load_rows
+from autodp.ops.cleaning import MinHashDedup
+from autodp.resources import resolve_path
 
 SAMPLERS = ["uniform", "kmeans", "herding"]  # the seeded ones; ``paper`` is deterministic
 
@@ -88,7 +91,7 @@ def test_seed_determines_the_sample(method):
 @pytest.mark.parametrize("kwargs, message", [
     ({"ratio": 0.0}, "ratio"), ({"ratio": 1.5}, "ratio"), ({"ratio": float("nan")}, "ratio"),
     ({"method": "nope"}, "unknown DPS method"), ({"strata": np.zeros(7, dtype=bool)}, "strata"),
-    ({"emb": np.zeros(10, dtype=np.float32)}, "2-D"),
+    ({"emb": np.zeros(10, dtype=np.float32)}, "2-D"), ({"groups": np.zeros(7, dtype=int)}, "groups"),
 ])
 def test_bad_input_is_refused(kwargs, message):
     args = {"emb": clustered(100), "ratio": 0.2, "method": "uniform", "seed": 0, **kwargs}
@@ -135,3 +138,49 @@ def test_mmd_and_tail_coverage_measure_what_they_say():
     assert dps.tail_coverage(emb[by_distance[:2000]], emb) == 0
     assert dps.tail_coverage(emb[by_distance[-300:]], emb) == pytest.approx(10, rel=0.01)
     assert 0.7 < dps.tail_coverage(random, emb) < 1.3
+
+
+@pytest.mark.parametrize("method", ["uniform", "herding"])
+def test_near_duplicate_clusters_are_sampled_whole_so_dedup_finds_its_share(method):
+    """On cmd_noisy (33 of 400 rows are near-duplicates of kept rows), dedup on a 20% row
+    sample finds about a quarter of that share: most pairs are split. With the clusters as
+    units the sample keeps the full set's share, and still about 20% of the rows."""
+    rows = load_rows(resolve_path("pkg:autodp/data/samples/cmd_noisy/train.jsonl"))
+    dedup = MinHashDedup()
+    groups = np.asarray(dedup.clusters(rows))
+    full = 1 - len(dedup(rows)) / len(rows)
+    assert full == pytest.approx(33 / 400)
+    emb = unit(np.random.default_rng(0).normal(size=(len(rows), 16)))
+
+    def share(groups_):
+        found = []
+        for seed in range(10):
+            sub = [rows[i] for i in dps.sample(emb, 0.2, method, seed, groups=groups_)]
+            assert abs(len(sub) - 80) <= 8  # whole clusters: about, not exactly, 20%
+            found.append(1 - len(dedup(sub)) / len(sub))
+        return np.mean(found)
+
+    assert share(None) < full / 2
+    assert share(groups) == pytest.approx(full, abs=0.015)
+
+
+def test_a_group_is_in_the_noisy_stratum_when_any_member_is():
+    emb = clustered(200)
+    groups = np.arange(200)
+    groups[1::2] -= 1  # pairs (0, 1), (2, 3), ...
+    noisy = np.zeros(200, dtype=bool)
+    noisy[1:40:2] = True  # one member of each of the first 20 pairs
+    idx = dps.sample(emb, 0.5, "uniform", 0, strata=noisy, groups=groups)
+    assert np.array_equal(groups[idx][::2], idx[::2]) and np.array_equal(groups[idx][1::2], idx[::2])
+    assert np.sum(idx < 40) == 20  # half of the 20 noisy pairs, both members
+
+
+def test_keep_together_names_an_operator_that_finds_clusters():
+    teams = {"cleaning": [{"minhash_dedup": {"threshold": 0.7}}, "special_char_filter"]}
+    rows = [{"id": str(i), "instruction": "q" * 20, "input": "", "output": "a" * 30 + str(i % 2)}
+            for i in range(4)]
+    assert list(dps.duplicate_groups(rows, teams, "minhash_dedup")) == [0, 0, 0, 0]
+    assert dps.duplicate_groups(rows, {"cleaning": ["special_char_filter"]}, "minhash_dedup") is None
+    assert dps.duplicate_groups(rows, teams, None) is None
+    with pytest.raises(ValueError, match="special_char_filter.*minhash_dedup"):
+        dps.duplicate_groups(rows, teams, "special_char_filter")
