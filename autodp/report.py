@@ -63,7 +63,8 @@ class Run:
 
     @property
     def title(self) -> str:
-        return f"{self.config.dataset.name} / accel={accel_name(self.config)} / {self.results['signature']}"
+        return (f"{self.config.dataset.name} / search={self.config.search.method} / accel={accel_name(self.config)}"
+                f" / {self.results['signature']}")
 
     def rows(self) -> list[dict[str, Any]]:
         """results.json's table with the cache columns filled from evaluations.jsonl (older runs
@@ -192,6 +193,12 @@ def _stage_order(stage: str) -> tuple[int, str]:
     return (STAGES.index(stage) if stage in STAGES else len(STAGES), stage)
 
 
+def _source(p: dict[str, Any]) -> str:
+    """Who answered a round: the agent's source, or the method's own note (e.g. MCTS's expansion)."""
+    meta = p.get("meta", p)  # journals from before methods had a meta held the source at the top
+    return str(meta.get("source") or meta.get("expansion") or "-")
+
+
 def run_section(run: Run) -> str:
     res = run.results
     best = res["best"]
@@ -200,7 +207,7 @@ def run_section(run: Run) -> str:
     facts = [("best strategy", f"{best} (s = {_fmt(best_row['s'] if best_row else None)}"
               + ("" if se is None else f" ± {se:.4f}") + ")"),
              ("picked by", f"{res.get('pick', 'top')}: {res.get('pick_reason', '-')}"),
-             ("the agent's final choice", str(res.get("agent_best") or "none made")),
+             ("the method's final choice", str(res.get("agent_best") or "none made")),
              *[("held-out test", line) for line in (confirm_lines(res["test"]) if res.get("test") else [])],
              ("stopped because", res["stop_reason"]), ("r0 (no processing)", _fmt(res["r0"], sign=False)),
              ("agent answers", ", ".join(f"{k}: {v}" for k, v in res["agent_rounds"].items())
@@ -217,7 +224,7 @@ def run_section(run: Run) -> str:
                      f"{r['seconds']:.1f}", ", ".join(cached) or "-", r.get("error") or ""])
         classes.append("winner" if winner else "failed" if r["status"] != "ok" else "")
     decisions = [[str(p["round"]), p["decision"], ", ".join(p["strategies"]) or "-", str(p.get("best") or "-"),
-                  p["source"]] for p in run.proposals]
+                  _source(p)] for p in run.proposals]
     timings = res["timings"]
     return "\n".join([
         f"<h2 id=\"{html.escape(res['signature'])}\">{html.escape(run.title)}</h2>",

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import autodp.ops  # noqa: F401 - registers the operators
@@ -23,7 +24,7 @@ from autodp.data.specs import DataSpecs, data_specs, heldout_test_spec
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
 from autodp.ops.teams import available_teams, scale_teams
-from autodp.search import Search
+from autodp.search import Context, Proposer, Search
 from autodp.store import RunStore
 from autodp.strategy import Strategy, Team
 from autodp.tracking.summary import report
@@ -38,18 +39,6 @@ def signature(cfg: DictConfig) -> str:
     c = OmegaConf.to_container(cfg, resolve=True)
     blob = {k: v for k, v in c.items() if k not in NON_IDENTITY_KEYS}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def check_implemented(cfg: DictConfig) -> None:
-    """Fail loudly, before any work, on toggles that exist in conf/ but have no code behind them
-    yet or that contradict each other."""
-    if cfg.search.method != "autodp":
-        raise NotImplementedError(f"search.method={cfg.search.method!r} is not implemented yet")
-    if cfg.eval.seeds < 1:
-        raise ValueError(f"eval.seeds must be >= 1, not {cfg.eval.seeds}")
-    if cfg.search.pick == "significant" and cfg.eval.seeds < 2:
-        raise ValueError("search.pick=significant needs eval.seeds >= 2 (a standard error); "
-                         "raise eval.seeds or set search.pick=top")
 
 
 def load_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
@@ -78,6 +67,16 @@ def offered_teams(cfg: DictConfig) -> list[Team]:
     if dropped:
         log.info("not offered to the agent (no operators in conf/teams): %s", ", ".join(dropped))
     return offered
+
+
+def build_proposer(cfg: DictConfig) -> Proposer:
+    """The search method of conf/search/<method>.yaml: the one place a method is instantiated.
+    The agent (conf/agent) is built only if the method asks for it."""
+    sc, teams = cfg.search, tuple(offered_teams(cfg))
+    ctx = Context(teams=teams, seed=cfg.seed, max_strategies=sc.max_strategies,
+                  agent=lambda: build_agent(cfg.agent, max_strategies=sc.max_strategies, min_rounds=sc.min_rounds,
+                                            seed=cfg.seed, allowed_teams=teams))
+    return instantiate(sc.proposer, ctx)
 
 
 def dps_train(cfg: DictConfig, train: dict[str, Any], split_dir: Path, screener: Path | None) -> dict[str, Any]:
@@ -112,7 +111,6 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     logger = cfg.logger  # how this invocation reports, also when it resumes a run saved without one
     cfg = load_config(cfg, run_dir)
-    check_implemented(cfg)
     sig = signature(cfg)
     store = RunStore(run_dir)
     log.info("run %s in %s (resume=%s)", sig, run_dir, cfg.resume)
@@ -124,17 +122,16 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     specs = full._replace(train=dps_train(cfg, full.train, run_dir / "splits", f_path if dps.stratify else None)) \
         if dps.enabled else full
     dps_seconds = time.perf_counter() - t1
-    agent = build_agent(cfg.agent, max_strategies=cfg.search.max_strategies, min_rounds=cfg.search.min_rounds,
-                        seed=cfg.seed, allowed_teams=offered_teams(cfg))
+    proposer = build_proposer(cfg)
     executor = build_executor(cfg.cluster, store)
     tracker = build_tracker(logger, cfg, run_dir, sig)
     template = search_template(cfg, specs, run_dir, pts)
     if tracker and tracker.eval_tracking:
         template = replace(template, tracking=tracker.eval_tracking)
     sc = cfg.search
-    search = Search(agent, template, store, executor.map, evaluate, sc.max_rounds,
+    search = Search(proposer, template, store, executor.map, evaluate, sc.max_rounds,
                     callbacks=[tracker] if tracker else [], pick=sc.pick, z=sc.z, correction=sc.correction,
-                    repeat_reasks=sc.repeat_reasks)
+                    repeat_reasks=sc.repeat_reasks, budget=sc.budget)
     try:
         out = search.run()
         out.timings["dps"] = dps_seconds

@@ -31,7 +31,7 @@ from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.resources import PROJECT_ROOT
 from autodp.search import SearchOutcome
 from autodp.store import RunStore
-from autodp.tracking.summary import rows_table
+from autodp.tracking.summary import agent_answers, rows_table
 
 log = logging.getLogger(__name__)
 # The columns of the per-round and final strategy tables (rows from autodp.tracking.summary.rows_table).
@@ -129,15 +129,16 @@ class WandbTracker:
 
         last = out.rounds[-1] if out.rounds else {"round": 0, "decision": "continue"}
         final: dict[str, Any] = {"strategies": _table(COLUMNS, rows_table(out))}
-        if last["decision"] != "continue":  # the agent's stop, a round no callback saw
+        if last["decision"] != "continue":  # the method's stop, a round no callback saw
             final.update(round=last["round"], decision=last["decision"])
         self.run.log(final, step=max(last["round"], self.run.step))
+        sources, reprompts = agent_answers(out.rounds)
         self.run.summary.update({
             "best": out.best.key, "best_s": out.s(out.best.key), "best_se": out.se(out.best.key), "pick": out.pick,
             "pick_reason": out.pick_reason, "agent_best": out.agent_best, "threshold_se": out.threshold,
             "se_df": out.df, "repeat_proposals": out.repeat_proposals, "stop_reason": out.stop_reason, "r0": out.r0,
             "test": out.confirmation,
-            "evaluations": len(out.results), "agent_rounds": out.agent_rounds, "reprompts": out.reprompts,
+            "evaluations": len(out.results), "agent_rounds": sources, "reprompts": reprompts,
             "timings": out.timings})
         files = [store.path(p) for p in ("agent/transcript.jsonl", "agent/proposals.jsonl")]
         if any(f.exists() for f in files):
@@ -218,3 +219,4 @@ def log_grid(sweep: Path, logger: DictConfig) -> None:
     run.log({"grid": _table(columns, rows), **({"grid_plot": wandb.Image(str(png))} if png.exists() else {})})
     run.summary.update({"cells": len(cells)})
     run.finish()
+
