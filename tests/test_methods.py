@@ -4,6 +4,7 @@ composed and run on a small real search through launch.py."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import random
 import subprocess
@@ -222,6 +223,44 @@ def test_resume_after_a_kill_recomputes_nothing_finished(tmp_path, method):
     assert (out.best, out.spent, out.rounds) == (reference.best, reference.spent, reference.rounds)
 
 
+def test_the_methods_table_summarises_each_method_over_its_seeds_and_goes_to_wandb(tmp_path):
+    """Two methods x two seeds of synthetic searches written as runs of a sweep: the table holds
+    the picks, the mean score over seeds with its SE across them, the held-out delta, the time."""
+    from autodp.tracking.methods import collect, summary_rows, write_methods
+    from autodp.tracking.summary import report
+    from autodp.tracking.wandb_run import log_methods
+    from wandb_testing import offline_runs
+
+    s, sweep, every = table(), tmp_path / "sweep", "cleaning>optimization>generation>selection"
+    picks = {}
+    for method in ("random", "all_process"):
+        for seed in (0, 1):
+            store = RunStore(sweep / f"{method}-{seed}")
+            out = search(store, method, Evaluator(s), context(seed=seed))
+            out.timings["total"] = 60.0 * (seed + 1)
+            if method == "all_process":  # as autodp.confirm reports a held-out test
+                out.confirmation = {"winner": every, "failed": {}, "arms": {every: {
+                    "delta": 0.01 * (seed + 1), "se": 0.001, "wins": 3, "ties": 0, "losses": 1}}}
+            picks[(method, seed)] = out.best.key
+            report(out, store, f"{method}{seed}")
+            OmegaConf.save(composed(f"search={method}", f"seed={seed}"), store.path("config.yaml"), resolve=True)
+    write_methods(sweep)
+    rows = {r["method"]: r for r in summary_rows(collect(sweep))}
+    assert rows["all_process"]["picks"] == f"{every} ×2" and rows["all_process"]["runs"] == 2
+    assert rows["all_process"]["val"][0] == pytest.approx(s[every], abs=1e-3)
+    assert rows["all_process"]["test"] == pytest.approx((0.015, 0.005))  # mean of 0.01, 0.02 and its SE
+    assert rows["all_process"]["wall_min"] == pytest.approx(1.5) and rows["all_process"]["evaluations"] == 1
+    assert rows["random"]["test"] == (None, None)
+    assert rows["random"]["val"][0] == pytest.approx((s[picks["random", 0]] + s[picks["random", 1]]) / 2, abs=1e-3)
+    assert "| random | 2 |" in (sweep / "methods.md").read_text()
+    log_methods(sweep, OmegaConf.create({"kind": "wandb", "project": "autodp-test", "mode": "offline"}))
+    (run,) = offline_runs(sweep)
+    assert run.job_type == "methods"
+    logged = run.table(run.summary, "methods")
+    assert sorted((r["method"], r["seed"], r["best"]) for r in logged) == \
+        sorted((m, seed, b) for (m, seed), b in picks.items())
+
+
 @pytest.mark.slow
 def test_every_search_option_composes_and_runs_a_small_search(tmp_path):
     """One multirun over every conf/search option: the Cleaning team, the rule-based agent, two
@@ -238,3 +277,11 @@ def test_every_search_option_composes_and_runs_a_small_search(tmp_path):
     assert runs["no_process"]["best"] == "none" and runs["no_process"]["evaluations"] == 0
     assert runs["all_process"]["best"] == "cleaning" and runs["all_process"]["evaluations"] == 1
     assert all(res["evaluations"] <= 1 for res in runs.values())  # teams=cleaning: one strategy to try
+    # the Hydra callback wrote the methods table into the sweep dir
+    table = (sweep / "methods.md").read_text()
+    assert [line.split(" | ")[1] for line in table.splitlines()[2:2 + len(METHODS)]] == METHODS
+    rows = list(csv.DictReader((sweep / "methods.csv").open()))
+    assert sorted(r["method"] for r in rows) == METHODS
+    assert {r["best"] for r in rows if r["method"] == "no_process"} == {"none"}
+    assert all(float(r["wall_seconds"]) > 0 and r["val_s"] for r in rows)
+    assert (sweep / "methods.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

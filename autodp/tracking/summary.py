@@ -76,8 +76,8 @@ def report(out: SearchOutcome, store: RunStore, signature: str) -> str:
         f"noise: {seeds} fine-tune seed(s) per strategy, SE pooled over {out.df} degree(s) of freedom; "
         f"* beats none by more than {noise} SE",
         f"stopped because: {out.stop_reason}",
-        f"evaluations: {out.spent} strategies besides no processing"
-        + ("" if out.budget is None else f", of a budget of {out.budget}"),
+        f"strategies evaluated besides no processing: {out.spent}"
+        + ("" if out.budget is None else f" (budget {out.budget})"),
     ]
     if src:
         lines.append(f"agent answers: {src.get('model', 0)} round(s) from the model, {fallback} from the fallback, "

@@ -4,7 +4,8 @@ Per round (W&B step = round): each strategy's r, s_k = r_k - r_0, status, rows a
 table, counts, the best s so far, the agent's decision and the round's seconds per stage. At the
 end: the summary (best, stop reason, r_0, seconds per stage), the agent transcript as an artifact
 and every evaluated strategy as a table. The timing grid of a multirun is a run of its own (job
-type "grid") in the sweep's group, and evaluation jobs log to the same group (job type
+type "grid") in the sweep's group, so is the methods table of a sweep over search methods (job
+type "methods"), and evaluation jobs log to the same group (job type
 "evaluate") when their request carries ``tracking`` (``logger.eval_runs``).
 
 Offline whenever no API key is found, so a run never waits on the network; the files stay under
@@ -220,3 +221,21 @@ def log_grid(sweep: Path, logger: DictConfig) -> None:
     run.summary.update({"cells": len(cells)})
     run.finish()
 
+
+def log_methods(sweep: Path, logger: DictConfig) -> None:
+    """The methods table of a multirun (autodp/tracking/methods.py) as a W&B table and image, in a
+    run of its own (job type "methods") in the sweep's group."""
+    import wandb
+
+    from autodp.tracking.methods import COLUMNS, collect
+
+    sweep = Path(sweep).resolve()
+    runs = collect(sweep)
+    rows = [{c: (str(getattr(r, c)) if c == "run_dir" else getattr(r, c)) for c in COLUMNS} for r in runs]
+    lg = OmegaConf.to_container(logger, resolve=True)
+    run = _init(lg, sweep, group=group_of(lg, sweep), job_type="methods", id=f"methods-{_short_hash(str(sweep))}",
+                name=f"methods-{sweep.name}")
+    png = sweep / "methods.png"
+    run.log({"methods": _table(COLUMNS, rows), **({"methods_plot": wandb.Image(str(png))} if png.exists() else {})})
+    run.summary.update({"runs": len(runs)})
+    run.finish()
