@@ -73,7 +73,7 @@ def build_proposer(cfg: DictConfig) -> Proposer:
     """The search method of conf/search/<method>.yaml: the one place a method is instantiated.
     The agent (conf/agent) is built only if the method asks for it."""
     sc, teams = cfg.search, tuple(offered_teams(cfg))
-    ctx = Context(teams=teams, seed=cfg.seed, max_strategies=sc.max_strategies,
+    ctx = Context(teams=teams, seed=cfg.seed,
                   agent=lambda: build_agent(cfg.agent, max_strategies=sc.max_strategies, min_rounds=sc.min_rounds,
                                             seed=cfg.seed, allowed_teams=teams))
     return instantiate(sc.proposer, ctx)

@@ -64,7 +64,7 @@ def run_many(fn, reqs):
 
 
 def context(teams=tuple(Team), seed: int = 0) -> Context:
-    return Context(teams=tuple(teams), seed=seed, max_strategies=4,
+    return Context(teams=tuple(teams), seed=seed,
                    agent=lambda: build_agent({"backend": "heuristic"}, max_strategies=4, min_rounds=3, seed=seed,
                                              allowed_teams=list(teams)))
 

@@ -33,7 +33,6 @@ class Context:
 
     teams: tuple[Team, ...]  # the teams offered (search.teams that have operators in conf/teams)
     seed: int
-    max_strategies: int  # per round
     agent: Callable[[], Proposer]  # builds the conf/agent agent: called only by methods that ask an LLM
 
 
