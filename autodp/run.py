@@ -24,7 +24,7 @@ from autodp.data.specs import DataSpecs, data_specs, heldout_test_spec
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
 from autodp.ops.teams import available_teams, scale_teams
-from autodp.search import Context, Proposer, Search
+from autodp.search import Context, Proposer, Search, check_settings
 from autodp.store import RunStore
 from autodp.strategy import Strategy, Team
 from autodp.tracking.summary import report
@@ -111,6 +111,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     logger = cfg.logger  # how this invocation reports, also when it resumes a run saved without one
     cfg = load_config(cfg, run_dir)
+    check_settings(cfg.search.pick, cfg.eval.seeds, cfg.search.max_rounds, cfg.search.budget)
     sig = signature(cfg)
     store = RunStore(run_dir)
     log.info("run %s in %s (resume=%s)", sig, run_dir, cfg.resume)

@@ -44,3 +44,12 @@ def test_an_unknown_search_method_fails_clearly_before_any_work(tmp_path):
     assert r.returncode != 0
     assert "Could not find 'search/sela'" in r.stderr and "mcts" in r.stderr  # the known methods are listed
     assert not (tmp_path / "config.yaml").exists()
+
+
+def test_contradicting_search_settings_fail_before_any_work(tmp_path):
+    # cmedqa2 has no validation file: a run that reads its data writes the held-out split first
+    r = subprocess.run([sys.executable, "launch.py", "dataset=cmedqa2", "search.pick=significant", "eval.seeds=1",
+                        "agent=heuristic", "logger=none", f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode != 0 and "needs eval.seeds >= 2" in r.stderr
+    assert not (tmp_path / "splits").exists()
