@@ -20,12 +20,12 @@ from autodp.cluster import build_executor
 from autodp.data.io import atomic_write, load_spec, write_rows
 from autodp.confirm import confirm
 from autodp.config_checks import ConfigError, check_config
-from autodp.data.specs import DataSpecs, data_specs, heldout_test_spec
+from autodp.data.specs import DataSpecs, data_specs, heldout_test_spec, pinned
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
 from autodp.ops.teams import available_teams, scale_teams
 from autodp.search import Search
-from autodp.store import RunStore
+from autodp.store import RunStore, locked
 from autodp.strategy import Strategy, Team
 from autodp.tracking.summary import report
 from autodp.tracking.wandb_run import build_tracker
@@ -33,7 +33,7 @@ from autodp.tracking.wandb_run import build_tracker
 log = logging.getLogger(__name__)
 # Keys that change where or how loudly a run reports, or what input it refuses, not what it
 # computes (Dora's rule).
-NON_IDENTITY_KEYS = ("resume", "max_row_bytes", "log_level", "cluster", "cache", "logger")
+NON_IDENTITY_KEYS = ("resume", "retry_failed", "max_row_bytes", "log_level", "cluster", "cache", "logger")
 
 
 def signature(cfg: DictConfig) -> str:
@@ -43,8 +43,8 @@ def signature(cfg: DictConfig) -> str:
 
 
 def load_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
-    """A fresh run saves its config; a resumed one continues with the config it was started with.
-    Either is checked before any work."""
+    """A fresh run saves its config; a resumed one continues with the config it was started with
+    (and this invocation's ``retry_failed``). Either is checked before any work."""
     saved = run_dir / "config.yaml"
     if cfg.resume is None:
         check_config(cfg)
@@ -56,7 +56,7 @@ def load_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     old = OmegaConf.load(saved)
     if signature(old) != signature(cfg):
         log.warning("resume: the command line differs from the saved run; continuing with %s", saved)
-    old.resume = cfg.resume
+    old.resume, old.retry_failed = cfg.resume, cfg.get("retry_failed", True)
     check_config(old)
     return old
 
@@ -82,7 +82,7 @@ def dps_train(cfg: DictConfig, train: dict[str, Any], split_dir: Path, screener:
                        cfg.seed, ScreeningModel.load(screener) if screener else None, groups)
     path = split_dir / "train_dps.jsonl"
     write_rows(path, rows)
-    return {"path": str(path), "offset": 0, "limit": None}
+    return pinned({"path": str(path), "offset": 0, "limit": None})
 
 
 def request_template(cfg: DictConfig, specs: DataSpecs, run_dir: Path, screener: Path | None) -> EvalRequest:
@@ -104,6 +104,9 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set and exported to ``run_dir/export``."""
     t0 = time.perf_counter()
     logger = cfg.logger  # how this invocation reports, also when it resumes a run saved without one
+    if cfg.resume is None and (run_dir / "evaluations.jsonl").exists():
+        raise ConfigError(f"{run_dir} already holds a search; continue it with resume={run_dir}, "
+                          "or choose another hydra.run.dir")
     cfg = load_config(cfg, run_dir)
     sig = signature(cfg)
     store = RunStore(run_dir)
@@ -126,7 +129,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     sc = cfg.search
     search = Search(agent, template, store, executor.map, evaluate, sc.max_rounds,
                     callbacks=[tracker] if tracker else [], pick=sc.pick, z=sc.z, correction=sc.correction,
-                    repeat_reasks=sc.repeat_reasks)
+                    repeat_reasks=sc.repeat_reasks, retry_failed=cfg.retry_failed)
     try:
         out = search.run()
         out.timings["dps"] = dps_seconds
@@ -169,7 +172,8 @@ TASKS = {"search": run_search, "apply": run_apply}
 
 
 def run_task(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """``cfg.task`` in ``run_dir``."""
+    """``cfg.task`` in ``run_dir``, which no other process may use meanwhile."""
     if cfg.task not in TASKS:
         raise ConfigError(f"task={cfg.task!r}: known tasks are {', '.join(TASKS)}")
-    return TASKS[cfg.task](cfg, run_dir)
+    with locked(run_dir):
+        return TASKS[cfg.task](cfg, run_dir)

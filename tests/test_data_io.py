@@ -129,3 +129,20 @@ def test_every_row_a_run_reads_is_checked_up_front_also_past_train_limit(tmp_pat
     with pytest.raises(DataError, match=f"{p}:450: a row of 2,1.*bytes, over max_row_bytes"):
         data_specs(cfg, tmp_path / "splits")
 
+
+def test_an_evaluation_signature_covers_the_content_of_its_input_files(tmp_path, cmd_rows):
+    """A failed evaluation is not replayed after the input file is fixed in place."""
+    from autodp.data.specs import data_specs
+    from autodp.evaluate.request import EvalRequest
+
+    p = tmp_path / "train.jsonl"
+    write_rows(p, cmd_rows[:100])
+    cfg = compose(f"dataset.train={p}", "dataset.train_limit=50")
+
+    def signature() -> str:
+        return EvalRequest.from_config(cfg, *data_specs(cfg, tmp_path / "splits"), out_dir="x").signature
+
+    before = signature()
+    assert signature() == before  # deterministic
+    write_rows(p, [dict(r, output=r["output"] + "。") if i == 70 else r for i, r in enumerate(cmd_rows[:100])])
+    assert signature() != before  # a row past train_limit changed: the pool the pre-warm reads differs
