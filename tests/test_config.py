@@ -85,7 +85,7 @@ def test_a_user_error_is_one_message_and_exit_2_with_nothing_written(tmp_path, o
     r = subprocess.run([sys.executable, "launch.py", override, "agent=heuristic", "logger=none",
                         f"hydra.run.dir={run_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr[-3000:]
-    assert r.stderr.count(f"autodp: error: {words}\n") == 1
+    assert r.stderr.count(f"autodp: error: {words}") == 1
     assert "Traceback" not in r.stderr and "HYDRA_FULL_ERROR" not in r.stderr
     assert not (run_dir / "config.yaml").exists() and not (run_dir / "splits").exists()
 

@@ -160,7 +160,7 @@ def test_h100_example_is_a_cluster_option_with_the_keys_of_cluster_slurm(tmp_pat
     assert sorted(cfg.cluster) == sorted(OmegaConf.load(reference))
 
 
-@pytest.mark.parametrize("require, outcome", [("0", "1 skipped"), ("1", "1 failed")])
+@pytest.mark.parametrize("require, outcome", [("0", "1 skipped"), ("1", "1 error")])
 def test_a_slurm_test_without_a_cluster_fails_only_when_required(tmp_path, require, outcome):
     env = {**os.environ, "SLURM_CONF": str(tmp_path / "no-slurm.conf"), "AUTODP_REQUIRE_SLURM": require}
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
