@@ -141,7 +141,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if test is not None:  # opened only now, after the search has decided
             t3 = time.perf_counter()
             out.confirmation = confirm(request_template(cfg, full, run_dir, pts), test, out.best, offered_teams(cfg),
-                                       store, executor.map, evaluate, cfg.search.confirm_tie)
+                                       store, executor.map, evaluate, cfg.search.confirm_tie, cfg.retry_failed)
             out.timings["confirm"] = time.perf_counter() - t3
         report(out, store, sig)
     except BaseException:

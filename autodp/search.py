@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 from autodp.agent.feedback import Feedback, RoundFeedback
 from autodp.evaluate.estimate import Estimate, seed_scores, threshold, versus
 from autodp.evaluate.request import EvalRequest, EvalResult
-from autodp.store import RunStore
+from autodp.store import RunStore, reusable
 from autodp.strategy import Strategy
 
 log = logging.getLogger(__name__)
@@ -79,9 +79,7 @@ class Search:
         self.run_many, self.evaluate, self.max_rounds = run_many, evaluate, max_rounds
         self.callbacks = list(callbacks)
         self.z, self.correction, self.repeat_reasks = z, correction, repeat_reasks
-        # a journaled failure is run again on resume (its cause may be fixed) unless retry_failed=false
-        self.done = {r["signature"]: EvalResult(**r) for r in store.read("evaluations.jsonl")
-                     if r["status"] == "ok" or not retry_failed}
+        self.done = {s: EvalResult(**r) for s, r in reusable(store.read("evaluations.jsonl"), retry_failed).items()}
         # a round sent back for repeating evaluated strategies journals one answer per ask
         self.proposals: dict[tuple[int, int], dict[str, Any]] = {
             (p["round"], p.get("ask", 0)): p for p in store.read("agent/proposals.jsonl")}

@@ -14,7 +14,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from autodp.errors import UserError
 
@@ -74,6 +74,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         else:
             raise ValueError(f"{path}:{i + 1}: corrupt record in the run store")
     return out
+
+
+def reusable(records: Iterable[dict[str, Any]], retry_failed: bool = True) -> dict[str, dict[str, Any]]:
+    """Journaled evaluations a resumed run replays, by signature (the newest record of each).
+    Failed ones are left out unless ``retry_failed`` is off: their cause may have been fixed."""
+    return {r["signature"]: r for r in records if r["status"] == "ok" or not retry_failed}
 
 
 class RunStore:

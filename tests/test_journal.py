@@ -149,3 +149,31 @@ def test_failed_evaluations_are_retried_on_resume_unless_kept(tmp_path):
     again = Evaluator(broken=False)
     search(RunStore(tmp_path / "run"), again).run()
     assert again.ran == []
+
+
+def test_a_failed_confirmation_arm_is_retried_on_resume(tmp_path):
+    from autodp.confirm import confirm
+    from autodp.strategy import Strategy, Team
+
+    def evaluator(broken: bool, ran: list[str]):
+        def evaluate(req: EvalRequest) -> EvalResult:
+            ran.append(req.strategy)
+            if broken and req.strategy != "none":
+                return EvalResult(req.strategy, req.signature, "failed", error="input file: bad row")
+            rows = [[-6.0 + 0.1 * seed] * 4 for seed in req.fit_seeds]
+            return EvalResult(req.strategy, req.signature, "ok", score=-6.0, seed_scores=[r[0] for r in rows],
+                              row_scores=rows)
+        return evaluate
+
+    def run(broken: bool, **kw) -> tuple[dict, list[str]]:
+        ran: list[str] = []
+        c = confirm(request(), {"path": "test.jsonl"}, Strategy.parse("cleaning"), [Team.CLEANING], RunStore(tmp_path),
+                    lambda fn, reqs: map(fn, reqs), evaluator(broken, ran), 1e-4, **kw)
+        return c, ran
+
+    c, _ = run(broken=True)
+    assert list(c["failed"]) == ["cleaning"]
+    c, ran = run(broken=False, retry_failed=False)
+    assert ran == [] and list(c["failed"]) == ["cleaning"]
+    c, ran = run(broken=False)
+    assert ran == ["cleaning"] and c["failed"] == {} and "cleaning" in c["arms"]
