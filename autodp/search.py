@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 from autodp.agent.feedback import Feedback, RoundFeedback
 from autodp.evaluate.estimate import Estimate, seed_scores, threshold, versus
 from autodp.evaluate.request import EvalRequest, EvalResult
-from autodp.store import RunStore
+from autodp.store import RunStore, reusable
 from autodp.strategy import Strategy
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Search:
     def __init__(self, agent: Any, template: EvalRequest, store: RunStore, run_many: Executor,
                  evaluate: Callable[[EvalRequest], EvalResult], max_rounds: int,
                  callbacks: Sequence[SearchCallback] = (), *, pick: str = "top", z: float = 2.0,
-                 correction: str = "bonferroni", repeat_reasks: int = 1):
+                 correction: str = "bonferroni", repeat_reasks: int = 1, retry_failed: bool = True):
         if pick not in ("top", "significant"):
             raise ValueError(f"search.pick must be 'top' or 'significant', not {pick!r}")
         if max_rounds < 1:
@@ -79,7 +79,7 @@ class Search:
         self.run_many, self.evaluate, self.max_rounds = run_many, evaluate, max_rounds
         self.callbacks = list(callbacks)
         self.z, self.correction, self.repeat_reasks = z, correction, repeat_reasks
-        self.done = {r["signature"]: EvalResult(**r) for r in store.read("evaluations.jsonl")}
+        self.done = {s: EvalResult(**r) for s, r in reusable(store.read("evaluations.jsonl"), retry_failed).items()}
         # a round sent back for repeating evaluated strategies journals one answer per ask
         self.proposals: dict[tuple[int, int], dict[str, Any]] = {
             (p["round"], p.get("ask", 0)): p for p in store.read("agent/proposals.jsonl")}

@@ -98,12 +98,12 @@ def test_outcome_carries_estimates_and_both_choices(tmp_path):
 
 
 def test_pick_significant_refuses_one_seed(tmp_path):
-    from autodp.run import check_implemented
+    from autodp.config_checks import check_config
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"search": {"method": "autodp", "pick": "significant"}, "eval": {"seeds": 1}})
     with pytest.raises(ValueError, match="eval.seeds >= 2"):
-        check_implemented(cfg)
+        check_config(cfg)
     with pytest.raises(ValueError, match="max_rounds must be >= 1"):
         Search(None, request(), RunStore(tmp_path), run_many, synthetic({}, 0.01, 0), max_rounds=-1)
 
