@@ -1,5 +1,6 @@
 """autodp: LLM-AutoDP, an LLM agent that searches data-processing strategies without seeing data."""
 import hashlib
+import os
 
 from omegaconf import OmegaConf
 
@@ -7,6 +8,8 @@ from autodp.resources import cache_root
 
 # conf/config.yaml: a resumed run writes into its original dir, a fresh one gets a new dated dir.
 OmegaConf.register_new_resolver("autodp_run_dir", lambda resume, fresh: resume or fresh, replace=True)
+# conf/config.yaml: a fresh run dir's name ends in the launching process's id, fixed for its life.
+OmegaConf.register_new_resolver("autodp_pid", lambda: os.getpid(), replace=True)
 # conf/config.yaml: cache.dir defaults to a folder under the same root as every other cache.
 OmegaConf.register_new_resolver("autodp_cache", lambda *parts: str(cache_root().joinpath(*parts)), replace=True)
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 from autodp.evaluate.estimate import versus
 from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.search import Executor
-from autodp.store import RunStore
+from autodp.store import RunStore, reusable
 from autodp.strategy import Strategy, Team, all_process
 
 log = logging.getLogger(__name__)
@@ -26,11 +26,13 @@ def arms(winner: Strategy, teams: Sequence[Team]) -> list[Strategy]:
 
 
 def compare(template: EvalRequest, split: dict[str, Any], strategies: Sequence[Strategy], store: RunStore,
-            run_many: Executor, evaluate: Callable[[EvalRequest], EvalResult], tie: float) -> dict[str, Any]:
+            run_many: Executor, evaluate: Callable[[EvalRequest], EvalResult], tie: float,
+            retry_failed: bool = True) -> dict[str, Any]:
     """Each strategy (no processing among them) fine-tuned with the template's seeds and scored row
     by row on ``split``, against no processing: a paired delta ± SE and per-row wins/ties/losses.
-    Journaled, so a resumed run does not fine-tune them again."""
-    done = {r["signature"]: EvalResult(**r) for r in store.read(JOURNAL)}
+    Journaled, so a resumed run does not fine-tune them again (failures aside, unless
+    ``retry_failed`` is off)."""
+    done = {s: EvalResult(**r) for s, r in reusable(store.read(JOURNAL), retry_failed).items()}
     base = replace(template, val=split, eval={**template.eval, "per_row": True})
     reqs = [replace(base, strategy=s.key) for s in dict.fromkeys([Strategy(()), *strategies])]
     for res in run_many(evaluate, [q for q in reqs if q.signature not in done]):
@@ -57,9 +59,10 @@ def compare(template: EvalRequest, split: dict[str, Any], strategies: Sequence[S
 
 def confirm(template: EvalRequest, test: dict[str, Any], winner: Strategy, teams: Sequence[Team],
             store: RunStore, run_many: Executor, evaluate: Callable[[EvalRequest], EvalResult],
-            tie: float) -> dict[str, Any]:
+            tie: float, retry_failed: bool = True) -> dict[str, Any]:
     """The winner and the all-process strategy against no processing on the held-out ``test`` split."""
-    out = {"winner": winner.key, **compare(template, test, arms(winner, teams), store, run_many, evaluate, tie)}
+    out = {"winner": winner.key, **compare(template, test, arms(winner, teams), store, run_many, evaluate, tie,
+                                           retry_failed)}
     log.info("held-out test (%d rows): %s", out["rows"], "; ".join(lines(out)))
     return out
 

@@ -29,6 +29,7 @@ from omegaconf import OmegaConf
 
 from autodp.confirm import lines as confirm_lines
 from autodp.data.io import atomic_write
+from autodp.store import read_jsonl
 from autodp.tracking import methods
 from autodp.tracking.grid import accel_name, collect, markdown, plot as plot_grid
 
@@ -59,9 +60,9 @@ class Run:
 
     @classmethod
     def load(cls, run_dir: Path) -> "Run":
-        evals = {e["strategy"]: e for e in _jsonl(run_dir / "evaluations.jsonl")}
+        evals = {e["strategy"]: e for e in read_jsonl(run_dir / "evaluations.jsonl")}
         return cls(run_dir, OmegaConf.load(run_dir / "config.yaml"), json.loads((run_dir / "results.json").read_text()),
-                   evals, _jsonl(run_dir / "agent" / "proposals.jsonl"))
+                   evals, read_jsonl(run_dir / "agent" / "proposals.jsonl"))
 
     @property
     def title(self) -> str:
@@ -81,12 +82,6 @@ class Run:
                         "ops_cached": row.get("ops_cached", sum(bool(o.get("cached")) for o in ops)),
                         "ops": len(ops)})
         return out
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _fmt(x: float | None, digits: int = 4, sign: bool = True) -> str:

@@ -20,19 +20,21 @@ from autodp.agent import build_agent
 from autodp.cluster import build_executor
 from autodp.data.io import atomic_write, load_spec, write_rows
 from autodp.confirm import confirm
-from autodp.data.specs import DataSpecs, data_specs, heldout_test_spec
+from autodp.config_checks import ConfigError, check_config
+from autodp.data.specs import DataSpecs, data_specs, heldout_test_spec, pinned
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
 from autodp.ops.teams import available_teams, scale_teams
-from autodp.search import Context, Proposer, Search, check_settings
-from autodp.store import RunStore
+from autodp.search import Context, Proposer, Search
+from autodp.store import RunStore, locked
 from autodp.strategy import Strategy, Team
 from autodp.tracking.summary import report
 from autodp.tracking.wandb_run import build_tracker
 
 log = logging.getLogger(__name__)
-# Keys that change where or how loudly a run reports, not what it computes (Dora's rule).
-NON_IDENTITY_KEYS = ("resume", "log_level", "cluster", "cache", "logger")
+# Keys that change where or how loudly a run reports, or what input it refuses, not what it
+# computes (Dora's rule).
+NON_IDENTITY_KEYS = ("resume", "retry_failed", "max_row_bytes", "log_level", "cluster", "cache", "logger")
 
 
 def signature(cfg: DictConfig) -> str:
@@ -42,18 +44,21 @@ def signature(cfg: DictConfig) -> str:
 
 
 def load_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
-    """A fresh run saves its config; a resumed one continues with the config it was started with."""
+    """A fresh run saves its config; a resumed one continues with the config it was started with
+    (and this invocation's ``retry_failed``). Either is checked before any work."""
     saved = run_dir / "config.yaml"
     if cfg.resume is None:
+        check_config(cfg)
         with atomic_write(saved) as f:
             f.write(OmegaConf.to_yaml(cfg, resolve=True))
         return cfg
     if not saved.exists():
-        raise FileNotFoundError(f"resume={cfg.resume}: no config.yaml there, not an autodp run dir")
+        raise ConfigError(f"resume={cfg.resume}: no config.yaml there, not an autodp run dir")
     old = OmegaConf.load(saved)
     if signature(old) != signature(cfg):
         log.warning("resume: the command line differs from the saved run; continuing with %s", saved)
-    old.resume = cfg.resume
+    old.resume, old.retry_failed = cfg.resume, cfg.get("retry_failed", True)
+    check_config(old)
     return old
 
 
@@ -62,7 +67,7 @@ def offered_teams(cfg: DictConfig) -> list[Team]:
     available = available_teams(cfg.teams)
     offered = [Team(t) for t in cfg.search.teams if Team(t) in available]
     if not offered:
-        raise ValueError(f"search.teams={list(cfg.search.teams)}: none of them has operators in conf/teams")
+        raise ConfigError(f"search.teams={list(cfg.search.teams)}: none of them has operators in conf/teams")
     dropped = [t for t in cfg.search.teams if Team(t) not in available]
     if dropped:
         log.info("not offered to the agent (no operators in conf/teams): %s", ", ".join(dropped))
@@ -88,7 +93,7 @@ def dps_train(cfg: DictConfig, train: dict[str, Any], split_dir: Path, screener:
                        cfg.seed, ScreeningModel.load(screener) if screener else None, groups)
     path = split_dir / "train_dps.jsonl"
     write_rows(path, rows)
-    return {"path": str(path), "offset": 0, "limit": None}
+    return pinned({"path": str(path), "offset": 0, "limit": None})
 
 
 def request_template(cfg: DictConfig, specs: DataSpecs, run_dir: Path, screener: Path | None) -> EvalRequest:
@@ -110,8 +115,10 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set and exported to ``run_dir/export``."""
     t0 = time.perf_counter()
     logger = cfg.logger  # how this invocation reports, also when it resumes a run saved without one
+    if cfg.resume is None and (run_dir / "evaluations.jsonl").exists():
+        raise ConfigError(f"{run_dir} already holds a search; continue it with resume={run_dir}, "
+                          "or choose another hydra.run.dir")
     cfg = load_config(cfg, run_dir)
-    check_settings(cfg.search.pick, cfg.eval.seeds, cfg.search.max_rounds, cfg.search.budget)
     sig = signature(cfg)
     store = RunStore(run_dir)
     log.info("run %s in %s (resume=%s)", sig, run_dir, cfg.resume)
@@ -132,7 +139,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     sc = cfg.search
     search = Search(proposer, template, store, executor.map, evaluate, sc.max_rounds,
                     callbacks=[tracker] if tracker else [], pick=sc.pick, z=sc.z, correction=sc.correction,
-                    repeat_reasks=sc.repeat_reasks, budget=sc.budget)
+                    repeat_reasks=sc.repeat_reasks, budget=sc.budget, retry_failed=cfg.retry_failed)
     try:
         out = search.run()
         out.timings["dps"] = dps_seconds
@@ -144,7 +151,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if test is not None:  # opened only now, after the search has decided
             t3 = time.perf_counter()
             out.confirmation = confirm(request_template(cfg, full, run_dir, pts), test, out.best, offered_teams(cfg),
-                                       store, executor.map, evaluate, cfg.search.confirm_tie)
+                                       store, executor.map, evaluate, cfg.search.confirm_tie, cfg.retry_failed)
             out.timings["confirm"] = time.perf_counter() - t3
         report(out, store, sig)
     except BaseException:
@@ -162,7 +169,7 @@ def run_apply(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """``task=apply strategy=<key>``: the strategy applied to the full training set, exported to
     ``run_dir/export`` (CRM entries reused when accel.crm is on)."""
     if not cfg.strategy:
-        raise ValueError("task=apply needs a strategy, e.g. strategy='cleaning>selection' (quoted for Hydra)")
+        raise ConfigError("task=apply needs a strategy, e.g. strategy='cleaning>selection' (quoted for Hydra)")
     strategy = Strategy.parse(cfg.strategy)
     cfg = load_config(cfg, run_dir)
     pts = screening_model_path(cfg) if cfg.accel.pts.enabled else None
@@ -172,3 +179,11 @@ def run_apply(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 TASKS = {"search": run_search, "apply": run_apply}
+
+
+def run_task(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """``cfg.task`` in ``run_dir``, which no other process may use meanwhile."""
+    if cfg.task not in TASKS:
+        raise ConfigError(f"task={cfg.task!r}: known tasks are {', '.join(TASKS)}")
+    with locked(run_dir):
+        return TASKS[cfg.task](cfg, run_dir)

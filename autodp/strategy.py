@@ -9,6 +9,8 @@ import itertools
 from dataclasses import dataclass
 from enum import Enum
 
+from autodp.errors import UserError
+
 
 class Team(str, Enum):
     CLEANING = "cleaning"
@@ -26,7 +28,7 @@ NO_PROCESSING_LABEL = "No Processing Required for Original Data"
 MAX_TEAMS = len(Team)
 
 
-class StrategyError(ValueError):
+class StrategyError(UserError):
     """A strategy string or team list that is not a valid strategy."""
 
 

@@ -19,6 +19,24 @@ os.environ.setdefault("MPLCONFIGDIR", os.path.join(os.environ["AUTODP_CACHE"], "
 SAMPLES = ROOT / "autodp" / "data" / "samples"
 # Where slurm/local-cluster.sh keeps its cluster (`make test` starts it when run as root).
 SLURM_DIR = Path(os.environ.get("AUTODP_SLURM_DIR", "/tmp/autodp-slurm"))
+# Set by .ci/run: a SLURM test that cannot run fails instead of skipping, so a green CI means the
+# SLURM paths ran.
+REQUIRE_SLURM = os.environ.get("AUTODP_REQUIRE_SLURM") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pyproject's `timeout` is read by pytest-timeout alone; without the plugin it would be
+    # ignored with a mere warning and a hung test would hold CI forever.
+    if not config.pluginmanager.hasplugin("timeout"):
+        raise pytest.UsageError("pytest-timeout is not installed (it is in requirements/lock.txt): `make install`")
+
+
+def slurm_unavailable(why: str) -> None:
+    """Skip a SLURM test, saying why; fail it when AUTODP_REQUIRE_SLURM=1."""
+    msg = f"SLURM cluster not available: {why} (start one as root: slurm/local-cluster.sh start)"
+    if REQUIRE_SLURM:
+        pytest.fail(f"{msg}; AUTODP_REQUIRE_SLURM=1 requires it", pytrace=False)
+    pytest.skip(msg)
 
 
 @pytest.fixture(scope="session")
@@ -36,12 +54,10 @@ def val_rows():
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Path:
     """SLURM_CONF of a running cluster ($SLURM_CONF, else slurm/local-cluster.sh's), exported to
-    this process so that submitit and child processes use it. Skips, saying why, without one."""
+    this process so that submitit and child processes use it. Skips, saying why, without one
+    (fails under AUTODP_REQUIRE_SLURM=1)."""
     conf = Path(os.environ.get("SLURM_CONF") or SLURM_DIR / "etc" / "slurm.conf")
-
-    def unavailable(why: str) -> None:
-        pytest.skip(f"SLURM cluster not available: {why} (start one as root: slurm/local-cluster.sh start)")
-
+    unavailable = slurm_unavailable
     if shutil.which("sinfo") is None:
         unavailable("no sinfo on PATH")
     if not conf.is_file():

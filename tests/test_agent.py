@@ -119,6 +119,20 @@ def test_parser_rejects_malformed_answers(text, rules, message):
         parse_text(text, rules)
 
 
+ANSWERS = OmegaConf.to_container(OmegaConf.load(Path(__file__).parent / "data" / "agent_answers.yaml"))
+
+
+@pytest.mark.parametrize("answer", ANSWERS, ids=[f"{i}-{a['family']}" for i, a in enumerate(ANSWERS)])
+def test_parser_reads_answers_of_several_model_families(answer):
+    evaluated = answer.get("evaluated")
+    rules = Rules(can_stop=answer.get("can_stop", True),
+                  evaluated=None if evaluated is None else frozenset(map(S, evaluated)))
+    a = parse_text(answer["text"], rules)
+    assert keys(a.strategies) == answer["strategies"]
+    assert a.decision == answer["decision"]
+    assert (a.best.key if a.best else None) == answer.get("best")
+
+
 def test_parser_drops_and_counts_repeated_combinations():
     text = PAPER_EXAMPLE + "###Combination[3]###\n- Data Cleaning Team\n###Combination[4]###\n- Data Cleaning Team\n"
     a = parse_text(text, Rules(max_strategies=2))

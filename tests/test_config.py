@@ -51,5 +51,55 @@ def test_contradicting_search_settings_fail_before_any_work(tmp_path):
     r = subprocess.run([sys.executable, "launch.py", "dataset=cmedqa2", "search.pick=significant", "eval.seeds=1",
                         "agent=heuristic", "logger=none", f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
-    assert r.returncode != 0 and "needs eval.seeds >= 2" in r.stderr
+    assert r.returncode == 2 and "needs eval.seeds >= 2" in r.stderr
     assert not (tmp_path / "splits").exists()
+
+
+@pytest.mark.parametrize("override, key", [
+    ("search.max_rounds=-1", "search.max_rounds=-1: expected an integer >= 1"),
+    ("search.max_rounds=0", "search.max_rounds=0"),
+    ("accel.dps.ratio=1.5", "accel.dps.ratio=1.5: expected a number in (0, 1]"),  # checked under accel=none too
+    ("accel.dps.ratio=0", "accel.dps.ratio=0"),
+    ("dataset.train_limit=0", "dataset.train_limit=0: expected an integer >= 1"),
+    ("eval.seeds=0", "eval.seeds=0"),
+    ("eval.val_limit=0", "eval.val_limit=0"),
+    ("search.z=-1", "search.z=-1"),
+    ("search.budget=0", "search.budget=0: expected an integer >= 1"),
+    ("max_row_bytes=0", "max_row_bytes=0"),
+])
+def test_out_of_range_values_are_named_before_any_work(override, key):
+    from autodp.config_checks import ConfigError, check_config
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[override, "search.pick=top"])
+    with pytest.raises(ConfigError) as e:
+        check_config(cfg)
+    assert key in str(e.value)
+
+
+def test_the_shipped_defaults_pass_the_checks():
+    from autodp.config_checks import check_config
+
+    for group, option in OPTIONS:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            check_config(compose("config", overrides=[f"{group}={option}", *NEEDS.get((group, option), [])]))
+
+
+@pytest.mark.parametrize("override, words", [
+    ("search.max_rounds=-1", "search.max_rounds=-1: expected an integer >= 1"),
+    ("accel.dps.ratio=1.5", "accel.dps.ratio=1.5: expected a number in (0, 1]"),
+    ("dataset.train_limit=0", "dataset.train_limit=0: expected an integer >= 1"),
+])
+def test_a_user_error_is_one_message_and_exit_2_with_nothing_written(tmp_path, override, words):
+    run_dir = tmp_path / "run"
+    r = subprocess.run([sys.executable, "launch.py", override, "agent=heuristic", "logger=none",
+                        f"hydra.run.dir={run_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert r.stderr.count(f"autodp: error: {words}") == 1
+    assert "Traceback" not in r.stderr and "HYDRA_FULL_ERROR" not in r.stderr
+    assert not (run_dir / "config.yaml").exists() and not (run_dir / "splits").exists()
+
+
+def test_every_test_has_a_time_limit(pytestconfig):
+    assert pytestconfig.pluginmanager.hasplugin("timeout")
+    assert 0 < float(pytestconfig.getini("timeout")) <= 1800

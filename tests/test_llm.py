@@ -272,3 +272,16 @@ def test_openai_backend_against_the_local_server(smollm2, tmp_path):
         with pytest.raises(openai.BadRequestError, match="response_format"):
             openai.OpenAI(base_url=url, api_key="EMPTY").chat.completions.create(
                 model="m", messages=chats[0], response_format={"type": "json_object"})
+
+
+def test_nucleus_in_top_k_keeps_the_nucleus_of_the_k_likeliest_tokens():
+    from autodp.llm.transformers_backend import NucleusInTopK
+
+    probs = torch.tensor([[0.05, 0.5, 0.3, 0.1, 0.05], [0.2, 0.2, 0.2, 0.2, 0.2]])
+    out = NucleusInTopK(temperature=1.0, top_p=0.75, k=3)(None, probs.log())
+    kept = torch.isfinite(out)
+    assert kept[0].tolist() == [False, True, True, False, False]  # 0.5 + 0.3 reach 0.75
+    assert kept[1].sum() == 3  # the nucleus (4 tokens) is cut at k
+    assert torch.allclose(out[0, 1:3].softmax(-1), torch.tensor([0.5, 0.3]) / 0.8)
+    hot = NucleusInTopK(temperature=2.0, top_p=0.75, k=5)(None, probs.log())
+    assert torch.isfinite(hot[0]).sum() == 3  # a higher temperature flattens it: a wider nucleus

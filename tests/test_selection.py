@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 import autodp.ops.selection  # noqa: F401 - registers less_select
 from autodp.data.noise import inject_noise
-from autodp.data.specs import data_specs
+from autodp.data.specs import data_specs, pinned
 from autodp.ops.base import build_op, run_op
 from autodp.ops.selection import LessSelect, RademacherProjector, _scorer
 from autodp.ops.base import TeamNotAvailable
@@ -61,7 +61,7 @@ def test_config_takes_model_targets_and_pool_from_the_evaluation(cfg, entry, con
     assert isinstance(op, LessSelect) and op.keep_fraction == 0.5
     assert op.finetune == context["finetune"] and op.pool == context["pool"]
     # The target examples are validation rows that R(f) never scores on.
-    assert op.val == {"path": cfg.dataset.val, "offset": 0, "limit": cfg.eval.target_rows}
+    assert op.val == pinned({"path": cfg.dataset.val, "offset": 0, "limit": cfg.eval.target_rows})
     with pytest.raises(TypeError):
         build_op(entry)
 

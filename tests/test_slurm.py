@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from autodp.store import RunStore
-from conftest import ROOT, SLURM_DIR
+from conftest import ROOT, SLURM_DIR, slurm_unavailable
 from test_search import SMALL
 
 # The jobs unpickle meet() below: ship it by value, this file is not importable there.
@@ -55,7 +55,7 @@ def meet(folder: str, name: str, expected: int) -> tuple[str, bool]:
 @pytest.mark.slurm
 def test_start_when_up_changes_nothing(slurm_cluster):
     if slurm_cluster != SLURM_DIR / "etc" / "slurm.conf" or not os.access(SLURM_DIR, os.W_OK):
-        pytest.skip(f"SLURM_CONF={slurm_cluster} is not a cluster of slurm/local-cluster.sh that we may manage")
+        slurm_unavailable(f"SLURM_CONF={slurm_cluster} is not a cluster of slurm/local-cluster.sh that we may manage")
 
     def daemons() -> list[str]:
         return subprocess.run([SCRIPT, "status"], capture_output=True, text=True, timeout=60).stdout.splitlines()[:5]
@@ -158,3 +158,13 @@ def test_h100_example_is_a_cluster_option_with_the_keys_of_cluster_slurm(tmp_pat
         cfg = compose("config", overrides=["cluster=h100", f"hydra.searchpath=[file://{tmp_path}]"])
     assert cfg.cluster.kind == "slurm"
     assert sorted(cfg.cluster) == sorted(OmegaConf.load(reference))
+
+
+@pytest.mark.parametrize("require, outcome", [("0", "1 skipped"), ("1", "1 error")])
+def test_a_slurm_test_without_a_cluster_fails_only_when_required(tmp_path, require, outcome):
+    env = {**os.environ, "SLURM_CONF": str(tmp_path / "no-slurm.conf"), "AUTODP_REQUIRE_SLURM": require}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "tests/test_slurm.py::test_start_when_up_changes_nothing"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert outcome in r.stdout, r.stdout[-2000:]
+    assert (r.returncode == 0) == (require == "0")

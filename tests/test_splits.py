@@ -13,7 +13,7 @@ import autodp.run
 from autodp.accel import screening as S
 from autodp.data.io import DataError, load_rows, load_spec, write_rows
 from autodp.data.noise import noisy_dataset, write_noisy_dataset
-from autodp.data.specs import data_specs, heldout_test_spec, question_key, train_rows
+from autodp.data.specs import data_specs, heldout_test_spec, pinned, question_key, train_rows
 from autodp.resources import resolve_path
 from conftest import ROOT, SAMPLES
 
@@ -52,8 +52,8 @@ def test_every_shipped_dataset_has_a_disjoint_test_split(dataset, tmp_path):
 
 def test_cmd_test_split_is_the_shipped_file():
     cfg = S.compose(["dataset=cmd"])
-    assert heldout_test_spec(cfg, Path("unused")) == {"path": "pkg:autodp/data/samples/cmd/test.jsonl",
-                                                      "offset": 0, "limit": None}
+    assert heldout_test_spec(cfg, Path("unused")) == pinned({"path": "pkg:autodp/data/samples/cmd/test.jsonl",
+                                                             "offset": 0, "limit": None})
 
 
 def test_cmedqa2_is_cut_train_test_val(tmp_path, val_rows):

@@ -15,8 +15,8 @@ fraction. Within a stratum one of ``METHODS`` picks the rows:
 
 With ``groups`` the units sampled are groups of rows, taken or left whole: near-duplicate
 clusters (``duplicate_groups``, with the dedup operator's own settings). A 20% sample of rows
-splits duplicate pairs, so dedup finds almost nothing on it (0 of 80 rows against 44 of 400 at
-full size, measured on cmd with injected noise) and the sample ranks cleaning wrongly.
+splits duplicate pairs, so dedup drops 2% of it against 8.25% of the full cmd_noisy set, and the
+sample under-rates cleaning; with clusters as units, 8.2-8.5% (benchmarks/RESULTS.md).
 
 ``sample_rows`` applies it to a training set: embeddings from a configured encoder (cached per
 dataset), strata from the screening model F. ``mmd_rbf`` and ``tail_coverage`` measure how well

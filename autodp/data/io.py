@@ -13,11 +13,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from autodp.errors import UserError
+
 Row = dict[str, Any]
 TEXT_FIELDS = ("instruction", "input", "output")
+# Table formats people export QA pairs in, named up front rather than failing as bad JSON.
+NOT_JSONL = (".csv", ".tsv", ".xlsx", ".xls", ".parquet")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad input data; the message names the file, the line and the field."""
 
     def __init__(self, path: str | os.PathLike, line: int | None, field: str | None, problem: str):
@@ -45,16 +49,25 @@ def validate_row(obj: Any, path: str | os.PathLike, line: int) -> Row:
     return row
 
 
-def load_rows(path: str | os.PathLike, limit: int | None = None) -> list[Row]:
-    """Read a JSONL file, validating every row (or the first ``limit`` rows)."""
+def load_rows(path: str | os.PathLike, limit: int | None = None, max_row_bytes: int | None = None) -> list[Row]:
+    """Read a JSONL file, validating every row (or the first ``limit`` rows); a row longer than
+    ``max_row_bytes`` (the config key of that name) is an error."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(path, None, None, "is a directory; a JSONL file (one JSON object per line) is expected")
     if not path.is_file():
         raise DataError(path, None, None, "no such file")
+    if path.suffix.lower() in NOT_JSONL:
+        raise DataError(path, None, None, f"a {path.suffix} file; JSONL (one JSON object per line) is expected")
     rows: list[Row] = []
+    first_line: dict[str, int] = {}
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             if limit is not None and len(rows) >= limit:
                 break
+            if max_row_bytes is not None and len(raw) > max_row_bytes:
+                raise DataError(path, lineno, None, f"a row of {len(raw):,} bytes, over max_row_bytes={max_row_bytes:,} "
+                                                    "(raise it, or set it to null for no limit)")
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -64,26 +77,24 @@ def load_rows(path: str | os.PathLike, limit: int | None = None) -> list[Row]:
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                raise DataError(path, lineno, None, f"bad JSON: {e.msg} at column {e.colno}") from None
-            rows.append(validate_row(obj, path, lineno))
+                hint = "" if text.lstrip().startswith(("{", "[")) else "; JSONL (one JSON object per line) is expected"
+                raise DataError(path, lineno, None, f"bad JSON: {e.msg} at column {e.colno}{hint}") from None
+            row = validate_row(obj, path, lineno)
+            if row["id"] in first_line:
+                raise DataError(path, lineno, "id", f"duplicate id {row['id']!r}, first on line {first_line[row['id']]}")
+            first_line[row["id"]] = lineno
+            rows.append(row)
     if not rows:
         raise DataError(path, None, None, "empty file: no rows")
-    ids = [r["id"] for r in rows]
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        for i, rid in enumerate(ids):
-            if rid in seen:
-                raise DataError(path, None, "id", f"duplicate id {rid!r} (row {i + 1})")
-            seen.add(rid)
     return rows
 
 
-def load_spec(spec: dict[str, Any]) -> list[Row]:
+def load_spec(spec: dict[str, Any], max_row_bytes: int | None = None) -> list[Row]:
     """Rows of a spec ``{"path", "offset"?, "limit"?}`` (path may be ``pkg:...``)."""
     from autodp.resources import resolve_path
 
     offset, limit = spec.get("offset") or 0, spec.get("limit")
-    rows = load_rows(resolve_path(spec["path"]), None if limit is None else offset + limit)
+    rows = load_rows(resolve_path(spec["path"]), None if limit is None else offset + limit, max_row_bytes)
     if offset >= len(rows):
         raise DataError(spec["path"], None, "offset", f"offset {offset} leaves no rows (file has {len(rows)})")
     return rows[offset:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from autodp.data.io import DataError, Row, load_rows, load_spec, write_rows
+from autodp.data.io import DataError, Row, file_digest, load_rows, load_spec, write_rows
 from autodp.resources import resolve_path
 
 Spec = dict[str, Any]
@@ -80,9 +80,17 @@ def data_specs(cfg: Any, split_dir: Path) -> DataSpecs:
         val_path = str(split_dir / "val.jsonl")
     specs = DataSpecs(train, {"path": val_path, "offset": e.target_rows, "limit": e.val_limit},
                       {"path": val_path, "offset": 0, "limit": e.target_rows}, dict(train, limit=None))
-    for spec in (specs.train, specs.val):  # fail on bad input before any agent call or training
-        load_spec(spec)
-    return specs
+    # Fail on bad input before any agent call or training. The pool is every training row, so
+    # rows past train_limit that the pre-warm and the full-size export read are checked too.
+    for spec in (specs.train, specs.val, specs.target, specs.pool):
+        load_spec(spec, cfg.get("max_row_bytes"))
+    return DataSpecs(*(pinned(spec) for spec in specs))
+
+
+def pinned(spec: Spec) -> Spec:
+    """``spec`` with the sha256 of its file: an evaluation's signature covers the content it
+    reads, so a fixed or edited input file is evaluated anew, not replayed from the journal."""
+    return dict(spec, sha256=file_digest(resolve_path(spec["path"])))
 
 
 def heldout_test_spec(cfg: Any, split_dir: Path) -> Spec | None:
@@ -99,7 +107,8 @@ def heldout_test_spec(cfg: Any, split_dir: Path) -> Spec | None:
         spec = {"path": str(split_dir / "test.jsonl"), "offset": 0, "limit": None}
     else:
         return None
-    test = load_spec(spec)
+    test = load_spec(spec, cfg.get("max_row_bytes"))
+    spec = pinned(spec)
     pool = carved.train if carved is not None else load_rows(resolve_path(d["train"]))
     val = carved.val if d["val"] is None else load_rows(resolve_path(d["val"]))
     for name, rows in (("train", pool), ("val", val)):

@@ -20,7 +20,7 @@ from autodp.evaluate.estimate import Estimate, seed_scores, threshold, versus
 from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.proposal import Feedback, RoundFeedback
 from autodp.search.proposer import Proposer
-from autodp.store import RunStore
+from autodp.store import RunStore, reusable
 from autodp.strategy import Strategy
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,14 @@ class Search:
     def __init__(self, proposer: Proposer, template: EvalRequest, store: RunStore, run_many: Executor,
                  evaluate: Callable[[EvalRequest], EvalResult], max_rounds: int,
                  callbacks: Sequence[SearchCallback] = (), *, pick: str = "top", z: float = 2.0,
-                 correction: str = "bonferroni", repeat_reasks: int = 1, budget: int | None = None):
+                 correction: str = "bonferroni", repeat_reasks: int = 1, budget: int | None = None,
+                 retry_failed: bool = True):
         check_settings(pick, template.seeds, max_rounds, budget)
         self.proposer, self.template, self.store = proposer, template, store
         self.run_many, self.evaluate, self.max_rounds = run_many, evaluate, max_rounds
         self.callbacks = list(callbacks)
         self.z, self.correction, self.repeat_reasks = z, correction, repeat_reasks
-        self.done = {r["signature"]: EvalResult(**r) for r in store.read("evaluations.jsonl")}
+        self.done = {s: EvalResult(**r) for s, r in reusable(store.read("evaluations.jsonl"), retry_failed).items()}
         # a round sent back for repeating evaluated strategies journals one proposal per ask
         self.proposals: dict[tuple[int, int], dict[str, Any]] = {
             (p["round"], p.get("ask", 0)): p for p in store.read("agent/proposals.jsonl")}
