@@ -56,6 +56,7 @@ def test_unimplemented_toggles_fail_clearly(tmp_path, override, words):
     ("eval.val_limit=0", "eval.val_limit=0"),
     ("search.z=-1", "search.z=-1"),
     ("max_row_bytes=0", "max_row_bytes=0"),
+    ("finetune.order=random", "finetune.order='random': expected 'shuffle' or 'row_hash'"),
 ])
 def test_out_of_range_values_are_named_before_any_work(override, key):
     from autodp.config_checks import ConfigError, check_config
