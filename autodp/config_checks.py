@@ -50,6 +50,7 @@ RULES = (
     Rule("eval.target_rows", lambda v: _int(v) and v >= 0, "an integer >= 0"),
     Rule("eval.batch_size", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     Rule("accel.dps.ratio", lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    Rule("finetune.order", lambda v: v in ("shuffle", "row_hash"), "'shuffle' or 'row_hash'"),
     Rule("max_row_bytes", lambda v: _int(v) and v >= 1, "an integer >= 1 (null: no limit)", True),
 )
 

@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qw
 import autodp  # noqa: F401 - registers the config resolvers
 from autodp.data.io import write_rows
 from autodp.evaluate.ds_train import METRICS, launch_command, load_trained
-from autodp.evaluate.finetune import answer_nll, grad_accum
+from autodp.evaluate.finetune import answer_nll, build_trainer, encode, grad_accum, row_hash_order, training_args
 from autodp.evaluate.packing import collate_packed, pack
 from conftest import ROOT, SAMPLES
 
@@ -158,6 +158,22 @@ def tiny_pretrained(tmp_path_factory, cmd_rows):
     text, reloaded = cmd_rows[0]["output"][:50], AutoTokenizer.from_pretrained(folder)
     assert reloaded.decode(reloaded(text)["input_ids"]) == text
     return folder
+
+
+@pytest.mark.parametrize("order", ["row_hash", "shuffle"])
+def test_row_hash_order_keeps_the_order_of_the_rows_two_datasets_share(tmp_path, tiny_pretrained, cmd_rows, order):
+    rows, ids = cmd_rows[:40], lambda rs: [r["id"] for r in rs]
+    kept = [r for i, r in enumerate(rows) if i % 5]  # what a strategy that drops a fifth of the rows trains on
+    assert ids(row_hash_order(kept, 3)) == [i for i in ids(row_hash_order(rows, 3)) if i in set(ids(kept))]
+    assert ids(row_hash_order(rows, 3)) != ids(row_hash_order(rows, 4))
+    # the Trainer batches the rows in that order
+    ft = OmegaConf.to_container(compose_cfg(f"finetune.order={order}", "finetune.batch_size=4").finetune, resolve=True)
+    tok = AutoTokenizer.from_pretrained(tiny_pretrained)
+    trainer = build_trainer(tiny_qwen("sdpa", vocab=len(tok)), tok, rows, ft, training_args(ft, str(tmp_path), seed=3))
+    batched = [x for b in trainer.get_train_dataloader() for x in b["input_ids"].tolist()]
+    wanted = encode(row_hash_order(rows, 3), tok, ft["template"], ft["max_length"], ft["max_prompt_tokens"])
+    in_order = [x[:len(w["input_ids"])] == w["input_ids"] for x, w in zip(batched, wanted)]
+    assert len(batched) == len(rows) and all(in_order) == (order == "row_hash")
 
 
 def test_global_batch_gives_accumulation_per_world_size(monkeypatch):

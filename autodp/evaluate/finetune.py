@@ -5,6 +5,7 @@ trained and scored on answers only: what data processing changes is the answers 
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model
+from torch.utils.data import SequentialSampler
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from autodp.data.io import Row
@@ -82,9 +84,33 @@ def training_args(cfg: dict[str, Any], output_dir: str, seed: int, progress: boo
         dataloader_num_workers=0, remove_unused_columns=False, use_cpu=not torch.cuda.is_available())
 
 
+ORDERS = ("shuffle", "row_hash")
+
+
+class _InOrder(Trainer):
+    """Batches in the dataset's own order (``order: row_hash`` has already ordered it)."""
+
+    def _get_train_sampler(self, *args: Any, **kwargs: Any) -> SequentialSampler:
+        return SequentialSampler(self.train_dataset)
+
+
+def row_hash_order(rows: list[Row], seed: int) -> list[Row]:
+    """Rows sorted by a hash of (seed, row id): two strategies' data share the order of the rows
+    they share. A shuffle of positions reorders every row as soon as one is removed, so 'the same
+    seed' would pair nothing but the initialisation."""
+    key = lambda r: hashlib.sha256(f"{seed}/{r.get('id') or r['instruction'] + r['output']}".encode()).digest()
+    return sorted(rows, key=key)
+
+
 def build_trainer(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[Row], cfg: dict[str, Any],
                   args: TrainingArguments, answer_only: bool = True) -> Trainer:
-    """The Trainer for FT(model, rows): LoRA adapters when ``cfg["lora"]``, packed rows when ``cfg["packing"]``."""
+    """The Trainer for FT(model, rows): LoRA adapters when ``cfg["lora"]``, packed rows when ``cfg["packing"]``,
+    rows in ``cfg["order"]`` (``shuffle``, the default: the Trainer's seeded shuffle; ``row_hash``)."""
+    order = cfg.get("order", "shuffle")
+    if order not in ORDERS:
+        raise ValueError(f"finetune.order must be one of {ORDERS}, not {order!r}")
+    if order == "row_hash":
+        rows = row_hash_order(rows, args.seed)
     data = encode(rows, tok, cfg["template"], cfg["max_length"], cfg["max_prompt_tokens"], answer_only)
     if cfg.get("lora"):
         lora = cfg["lora"]
@@ -96,7 +122,8 @@ def build_trainer(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: li
                            attn_implementation=model.config._attn_implementation)
     else:
         collator = partial(collate, pad_id=tok.pad_token_id)
-    return Trainer(model=model, args=args, train_dataset=data, data_collator=collator)
+    trainer = _InOrder if order == "row_hash" else Trainer
+    return trainer(model=model, args=args, train_dataset=data, data_collator=collator)
 
 
 def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[Row], cfg: dict[str, Any],
