@@ -1,7 +1,7 @@
 """Check a composed config before any work: every value in its range, with the key named, and no
-toggle that has no code behind it. A value is checked whether or not its group is switched on
+settings that contradict each other. A value is checked whether or not its group is switched on
 (``accel.dps.ratio`` under ``accel=none`` too), so a config that runs today still runs after
-one more switch is flipped."""
+one more switch is flipped. An unknown search method is Hydra's error (conf/search lists them)."""
 from __future__ import annotations
 
 import math
@@ -10,6 +10,7 @@ from typing import Any, Callable, NamedTuple
 from omegaconf import DictConfig, OmegaConf
 
 from autodp.errors import UserError
+from autodp.search.loop import check_settings
 
 
 class ConfigError(UserError):
@@ -34,6 +35,7 @@ def _int(v: Any) -> bool:
 RULES = (
     Rule("search.max_rounds", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     Rule("search.max_strategies", lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    Rule("search.budget", lambda v: _int(v) and v >= 1, "an integer >= 1 (null: no limit)", True),
     Rule("search.min_rounds", lambda v: _int(v) and v >= 0, "an integer >= 0"),
     Rule("search.repeat_reasks", lambda v: _int(v) and v >= 0, "an integer >= 0"),
     Rule("search.pick", lambda v: v in ("top", "significant"), "'top' or 'significant'"),
@@ -65,16 +67,16 @@ def _check_ranges(cfg: DictConfig) -> None:
             raise ConfigError(f"{rule.key}={v!r}: expected {rule.expected}")
 
 
-def _check_implemented(cfg: DictConfig) -> None:
-    """Toggles that exist in conf/ but have no code behind them yet, or that contradict each other."""
-    if cfg.search.method != "autodp":
-        raise ConfigError(f"search.method={cfg.search.method!r} is not implemented yet")
-    if cfg.search.pick == "significant" and cfg.eval.seeds < 2:
-        raise ConfigError("search.pick=significant needs eval.seeds >= 2 (a standard error); "
-                          "raise eval.seeds or set search.pick=top")
+def _check_combinations(cfg: DictConfig) -> None:
+    """Values each in range that together make no search (the rules of autodp.search.check_settings)."""
+    s = cfg.search
+    try:
+        check_settings(s.pick, cfg.eval.seeds, s.max_rounds, s.get("budget"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError, naming the key, on the first value a run cannot use."""
     _check_ranges(cfg)
-    _check_implemented(cfg)
+    _check_combinations(cfg)

@@ -14,7 +14,7 @@ from autodp.evaluate.estimate import versus
 from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.search import Executor
 from autodp.store import RunStore, reusable
-from autodp.strategy import Strategy, Team
+from autodp.strategy import Strategy, Team, all_process
 
 log = logging.getLogger(__name__)
 JOURNAL = "confirm.jsonl"
@@ -22,8 +22,7 @@ JOURNAL = "confirm.jsonl"
 
 def arms(winner: Strategy, teams: Sequence[Team]) -> list[Strategy]:
     """The winner, no processing and every offered team in the paper's order, without repeats."""
-    every = Strategy(tuple(t for t in Team if t in teams))
-    return list(dict.fromkeys([winner, Strategy(()), every]))
+    return list(dict.fromkeys([winner, Strategy(()), all_process(teams)]))
 
 
 def compare(template: EvalRequest, split: dict[str, Any], strategies: Sequence[Strategy], store: RunStore,

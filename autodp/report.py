@@ -4,7 +4,8 @@
 
 For a run: the score s = r - r_0 of every strategy per round with the best-so-far line, the
 strategies tried as a table (the winner highlighted), the agent's decision per round and the
-time per stage. For a sweep (any dir with several runs below it): the timing grid of
+time per stage. For a sweep (any dir with several runs below it): the methods table when it
+compares search methods (autodp/tracking/methods.py), else the timing grid of
 autodp/tracking/grid.py (paper Table 5), then one such section per run. Plots are matplotlib
 PNGs embedded as data URIs, so the file can be mailed or archived alone.
 
@@ -29,6 +30,7 @@ from omegaconf import OmegaConf
 from autodp.confirm import lines as confirm_lines
 from autodp.data.io import atomic_write
 from autodp.store import read_jsonl
+from autodp.tracking import methods
 from autodp.tracking.grid import accel_name, collect, markdown, plot as plot_grid
 
 # Leaves of the timing tree, in pipeline order ("total" and "evaluate" are sums of them).
@@ -64,7 +66,8 @@ class Run:
 
     @property
     def title(self) -> str:
-        return f"{self.config.dataset.name} / accel={accel_name(self.config)} / {self.results['signature']}"
+        return (f"{self.config.dataset.name} / search={self.config.search.method} / accel={accel_name(self.config)}"
+                f" / {self.results['signature']}")
 
     def rows(self) -> list[dict[str, Any]]:
         """results.json's table with the cache columns filled from evaluations.jsonl (older runs
@@ -187,6 +190,12 @@ def _stage_order(stage: str) -> tuple[int, str]:
     return (STAGES.index(stage) if stage in STAGES else len(STAGES), stage)
 
 
+def _source(p: dict[str, Any]) -> str:
+    """Who answered a round: the agent's source, or the method's own note (e.g. MCTS's expansion)."""
+    meta = p.get("meta", p)  # journals from before methods had a meta held the source at the top
+    return str(meta.get("source") or meta.get("expansion") or "-")
+
+
 def run_section(run: Run) -> str:
     res = run.results
     best = res["best"]
@@ -195,7 +204,7 @@ def run_section(run: Run) -> str:
     facts = [("best strategy", f"{best} (s = {_fmt(best_row['s'] if best_row else None)}"
               + ("" if se is None else f" ± {se:.4f}") + ")"),
              ("picked by", f"{res.get('pick', 'top')}: {res.get('pick_reason', '-')}"),
-             ("the agent's final choice", str(res.get("agent_best") or "none made")),
+             ("the method's final choice", str(res.get("agent_best") or "none made")),
              *[("held-out test", line) for line in (confirm_lines(res["test"]) if res.get("test") else [])],
              ("stopped because", res["stop_reason"]), ("r0 (no processing)", _fmt(res["r0"], sign=False)),
              ("agent answers", ", ".join(f"{k}: {v}" for k, v in res["agent_rounds"].items())
@@ -212,7 +221,7 @@ def run_section(run: Run) -> str:
                      f"{r['seconds']:.1f}", ", ".join(cached) or "-", r.get("error") or ""])
         classes.append("winner" if winner else "failed" if r["status"] != "ok" else "")
     decisions = [[str(p["round"]), p["decision"], ", ".join(p["strategies"]) or "-", str(p.get("best") or "-"),
-                  p["source"]] for p in run.proposals]
+                  _source(p)] for p in run.proposals]
     timings = res["timings"]
     return "\n".join([
         f"<h2 id=\"{html.escape(res['signature'])}\">{html.escape(run.title)}</h2>",
@@ -256,6 +265,22 @@ def grid_section(sweep: Path) -> str:
                       f'<img alt="timing grid" src="{uri}">'])
 
 
+def methods_section(sweep: Path) -> str:
+    """The methods table of a sweep over several search methods (autodp/tracking/methods.py)."""
+    runs = methods.collect(sweep)
+    rows = [[r["dataset"], r["method"], str(r["runs"]), r["picks"], methods.pm(*r["val"]), methods.pm(*r["test"]),
+             f"{r['evaluations']:.1f}", f"{r['agent_min']:.1f}", f"{r['wall_min']:.1f}"]
+            for r in methods.summary_rows(runs)]
+    with tempfile.TemporaryDirectory() as tmp:
+        methods.plot(runs, Path(tmp) / "methods.png")
+        uri = "data:image/png;base64," + base64.b64encode((Path(tmp) / "methods.png").read_bytes()).decode()
+    return "\n".join(["<h2 id=methods>Search methods (cf. paper Tables 3, 4 and 6)</h2>",
+                      _table(["dataset", "method", "runs", "pick", "val s ± SE", "test vs none ± SE", "evaluations",
+                              "agent (min)", "wall (min)"], rows, left=(0, 1, 3)),
+                      "<p class=muted>Over several runs (seeds): the mean ± its SE across runs; one run: ± its own SE."
+                      "</p>", f'<img alt="search methods" src="{uri}">'])
+
+
 def build(path: Path) -> str:
     """The report of a run dir (it has results.json) or of a sweep (runs below it)."""
     path = Path(path)
@@ -273,7 +298,7 @@ def build(path: Path) -> str:
                     f"{r.results['timings'].get('total', 0):.1f}"] for r in runs]
         parts += ["<ul>" + "".join(f'<li><a href="#{html.escape(r.results["signature"])}">{html.escape(r.title)}'
                                    f"</a></li>" for r in runs) + "</ul>",
-                  grid_section(path),
+                  *([methods_section(path)] if methods.several_methods(path) else [grid_section(path)]),
                   "<h2>Winners</h2>",
                   _table(["dataset", "accel", "best strategy", "s", "search seconds"], winners, left=(0, 1, 2))]
         parts += [run_section(r) for r in runs]

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import autodp.ops  # noqa: F401 - registers the operators
@@ -24,7 +25,7 @@ from autodp.data.specs import DataSpecs, data_specs, heldout_test_spec, pinned
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
 from autodp.ops.teams import available_teams, scale_teams
-from autodp.search import Search
+from autodp.search import Context, Proposer, Search
 from autodp.store import RunStore, locked
 from autodp.strategy import Strategy, Team
 from autodp.tracking.summary import report
@@ -73,6 +74,16 @@ def offered_teams(cfg: DictConfig) -> list[Team]:
     return offered
 
 
+def build_proposer(cfg: DictConfig) -> Proposer:
+    """The search method of conf/search/<method>.yaml: the one place a method is instantiated.
+    The agent (conf/agent) is built only if the method asks for it."""
+    sc, teams = cfg.search, tuple(offered_teams(cfg))
+    ctx = Context(teams=teams, seed=cfg.seed,
+                  agent=lambda: build_agent(cfg.agent, max_strategies=sc.max_strategies, min_rounds=sc.min_rounds,
+                                            seed=cfg.seed, allowed_teams=teams))
+    return instantiate(sc.proposer, ctx)
+
+
 def dps_train(cfg: DictConfig, train: dict[str, Any], split_dir: Path, screener: Path | None) -> dict[str, Any]:
     """Spec of the DPS sample of ``train`` (paper 3.3.2), written to ``split_dir``: the rows
     every strategy is evaluated on. Deterministic for a seed, so a resumed run rewrites it as is."""
@@ -119,17 +130,16 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     specs = full._replace(train=dps_train(cfg, full.train, run_dir / "splits", f_path if dps.stratify else None)) \
         if dps.enabled else full
     dps_seconds = time.perf_counter() - t1
-    agent = build_agent(cfg.agent, max_strategies=cfg.search.max_strategies, min_rounds=cfg.search.min_rounds,
-                        seed=cfg.seed, allowed_teams=offered_teams(cfg))
+    proposer = build_proposer(cfg)
     executor = build_executor(cfg.cluster, store)
     tracker = build_tracker(logger, cfg, run_dir, sig)
     template = search_template(cfg, specs, run_dir, pts)
     if tracker and tracker.eval_tracking:
         template = replace(template, tracking=tracker.eval_tracking)
     sc = cfg.search
-    search = Search(agent, template, store, executor.map, evaluate, sc.max_rounds,
+    search = Search(proposer, template, store, executor.map, evaluate, sc.max_rounds,
                     callbacks=[tracker] if tracker else [], pick=sc.pick, z=sc.z, correction=sc.correction,
-                    repeat_reasks=sc.repeat_reasks, retry_failed=cfg.retry_failed)
+                    repeat_reasks=sc.repeat_reasks, budget=sc.budget, retry_failed=cfg.retry_failed)
     try:
         out = search.run()
         out.timings["dps"] = dps_seconds

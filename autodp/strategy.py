@@ -99,3 +99,9 @@ def strategy_space(teams: tuple[Team, ...] | list[Team] = tuple(Team)) -> list[S
     for n in range(1, len(teams) + 1):
         space.extend(Strategy(p) for p in itertools.permutations(teams, n))
     return space
+
+
+def all_process(teams: tuple[Team, ...] | list[Team] = tuple(Team)) -> Strategy:
+    """Every one of ``teams`` in the paper's order, cleaning > optimization > generation >
+    selection: the All-process baseline (section 4.1.2)."""
+    return Strategy(tuple(t for t in Team if t in teams))

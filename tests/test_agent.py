@@ -245,7 +245,7 @@ def test_heuristic_never_repeats_and_stops_when_stalled():
     last = proposals[-1]
     scored = {f.strategy: f.score for r in history for f in r.results}
     assert last.decision == "best_team" and last.best == max(scored, key=scored.get)
-    assert last.source == "heuristic" and last.strategies == []
+    assert last.meta["source"] == "heuristic" and last.strategies == []
     # stalled: the best of the last two rounds is no better than what came before
     best = [max(f.score for f in r.results) for r in history]
     assert max(best[-2:]) <= max(best[:-2])
@@ -287,7 +287,7 @@ def test_agent_reprompts_then_falls_back():
     backend = ScriptedBackend("no idea", "###Combination[1]###\n- Data Magic Team\n", "still nothing")
     agent = Agent(backend, max_reprompts=2, seed=7)
     p = agent.propose(1, [])
-    assert (p.source, p.attempts, p.reprompts) == ("fallback:heuristic", 3, 2)
+    assert (p.meta["source"], p.meta["attempts"], p.meta["reprompts"]) == ("fallback:heuristic", 3, 2)
     assert p.strategies == [C, CG, CO, CS]
     assert [t["attempt"] for t in p.transcript] == [0, 1, 2] and all(t["error"] for t in p.transcript)
     json.dumps(p.transcript)
@@ -303,7 +303,7 @@ def test_agent_reprompts_then_falls_back():
 def test_agent_accepts_a_corrected_answer():
     backend = ScriptedBackend("###Combination[1]### [Best Team]\n- Data Cleaning Team\n", PAPER_EXAMPLE)
     p = Agent(backend, min_rounds=3).propose(2, [ROUND1])
-    assert (p.source, p.attempts, p.reprompts, p.strategies) == ("model", 2, 1, [C, CG])
+    assert (p.meta["source"], p.meta["attempts"], p.meta["reprompts"], p.strategies) == ("model", 2, 1, [C, CG])
     assert "too early to stop" in p.transcript[0]["error"] and p.transcript[1]["error"] is None
 
 
@@ -323,7 +323,7 @@ def test_agent_package_imports_no_data_code():
             "or m.startswith(('autodp.data', 'autodp.ops', 'autodp.evaluate'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    allowed = ("autodp.agent", "autodp.strategy", "autodp.llm", "__future__")
+    allowed = ("autodp.agent", "autodp.strategy", "autodp.proposal", "autodp.llm", "__future__")
     for path in (Path(__file__).resolve().parents[1] / "autodp" / "agent").glob("*.py"):
         for mod in re.findall(r"^\s*(?:from|import)\s+([\w.]+)", path.read_text(), re.M):
             assert mod.split(".")[0] in sys.stdlib_module_names or mod.startswith(allowed), (path.name, mod)
@@ -376,7 +376,7 @@ def test_openai_backend_retries_and_sends_the_schema():
         p = build_agent(cfg, seed=3).propose(1, [])
     finally:
         server.shutdown()
-    assert (p.source, p.strategies) == ("model", [C])
+    assert (p.meta["source"], p.strategies) == ("model", [C])
     first, second = _ChatServer.bodies
     assert first == second and second["seed"] == derive_seed(3, 1, 0)
     assert (second["temperature"], second["top_p"]) == (0.6, 0.95)
@@ -400,5 +400,5 @@ def test_smollm2_structured_proposals():
         print(f"round {rnd}: prompt {n} tokens, {time.perf_counter() - t0:.1f} s, "
               f"{keys(p.strategies)}, response {p.transcript[-1]['response']!r}")
         assert n < 2048
-        assert (p.source, p.decision, p.attempts) == ("model", "continue", 1)
+        assert (p.meta["source"], p.decision, p.meta["attempts"]) == ("model", "continue", 1)
         assert 1 <= len(p.strategies) <= 4 and all(not s.is_none for s in p.strategies)

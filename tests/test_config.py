@@ -1,5 +1,5 @@
-"""Every config of every group composes (lightning-hydra-template's rule), and toggles without
-code behind them fail loudly instead of being ignored."""
+"""Every config of every group composes (lightning-hydra-template's rule), and an option that
+does not exist fails loudly instead of being ignored."""
 import subprocess
 import sys
 
@@ -38,12 +38,21 @@ def test_run_dir_follows_resume(tmp_path):
     assert cfg.hydra.run.dir == str(tmp_path)
 
 
-@pytest.mark.parametrize("override, words", [("search.method=sela", "search.method='sela'")])
-def test_unimplemented_toggles_fail_clearly(tmp_path, override, words):
-    r = subprocess.run([sys.executable, "launch.py", override, "agent=heuristic", f"hydra.run.dir={tmp_path}"],
+def test_an_unknown_search_method_fails_clearly_before_any_work(tmp_path):
+    r = subprocess.run([sys.executable, "launch.py", "search=sela", "agent=heuristic", f"hydra.run.dir={tmp_path}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
-    assert words in r.stderr and "not implemented yet" in r.stderr
+    assert "Could not find 'search/sela'" in r.stderr and "mcts" in r.stderr  # the known methods are listed
+    assert not (tmp_path / "config.yaml").exists()
+
+
+def test_contradicting_search_settings_fail_before_any_work(tmp_path):
+    # cmedqa2 has no validation file: a run that reads its data writes the held-out split first
+    r = subprocess.run([sys.executable, "launch.py", "dataset=cmedqa2", "search.pick=significant", "eval.seeds=1",
+                        "agent=heuristic", "logger=none", f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2 and "needs eval.seeds >= 2" in r.stderr
+    assert not (tmp_path / "splits").exists()
 
 
 @pytest.mark.parametrize("override, key", [
@@ -55,6 +64,7 @@ def test_unimplemented_toggles_fail_clearly(tmp_path, override, words):
     ("eval.seeds=0", "eval.seeds=0"),
     ("eval.val_limit=0", "eval.val_limit=0"),
     ("search.z=-1", "search.z=-1"),
+    ("search.budget=0", "search.budget=0: expected an integer >= 1"),
     ("max_row_bytes=0", "max_row_bytes=0"),
     ("finetune.order=random", "finetune.order='random': expected 'shuffle' or 'row_hash'"),
 ])

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from autodp.agent import Agent, RoundFeedback, build_agent, render_prompt
-from autodp.agent.feedback import Feedback
+from autodp.agent import Agent, build_agent, render_prompt
 from autodp.evaluate.estimate import differences, pooled, threshold
 from autodp.evaluate.request import EvalRequest, EvalResult
+from autodp.proposal import Feedback, RoundFeedback
 from autodp.search import Search
 from autodp.store import RunStore
 from autodp.strategy import Strategy
@@ -98,12 +98,9 @@ def test_outcome_carries_estimates_and_both_choices(tmp_path):
 
 
 def test_pick_significant_refuses_one_seed(tmp_path):
-    from autodp.config_checks import check_config
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.create({"search": {"method": "autodp", "pick": "significant"}, "eval": {"seeds": 1}})
     with pytest.raises(ValueError, match="eval.seeds >= 2"):
-        check_config(cfg)
+        Search(None, request(seeds=1), RunStore(tmp_path), run_many, synthetic({}, 0.01, 0), max_rounds=5,
+               pick="significant")
     with pytest.raises(ValueError, match="max_rounds must be >= 1"):
         Search(None, request(), RunStore(tmp_path), run_many, synthetic({}, 0.01, 0), max_rounds=-1)
 
@@ -149,7 +146,7 @@ def test_a_round_of_evaluated_strategies_is_sent_back_then_stops_the_search(tmp_
     # a resume replays the journal: no new model call, same outcome
     again = Search(Agent(Repeating(), min_rounds=5), request(), store, run_many, synthetic({}, 0.01, 0),
                    max_rounds=5, pick="top")
-    again.agent.backend.complete = None  # any model call would now fail
+    again.proposer.backend.complete = None  # any model call would now fail
     replay = again.run()
     assert (replay.stop_reason, replay.repeat_proposals, replay.best) == (out.stop_reason, 2, out.best)
 

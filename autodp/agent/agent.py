@@ -10,15 +10,14 @@ import hashlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
 
-from autodp.agent.feedback import RoundFeedback, scores
 from autodp.agent.heuristic import HeuristicAgent
-from autodp.agent.parser import Answer, ParseError, Rules, answer_schema, parse_json, parse_text
+from autodp.agent.parser import Answer, ParseError, answer_schema, parse_json, parse_text
 from autodp.agent.prompting import FEEDBACK, render_prompt
 from autodp.llm import LLMClient, build_client
-from autodp.strategy import MAX_TEAMS, Strategy, Team
+from autodp.proposal import Proposal, RoundFeedback, Rules, scores
+from autodp.strategy import MAX_TEAMS, Team
 
 log = logging.getLogger(__name__)
 
@@ -30,22 +29,6 @@ class Backend(Protocol):
 
 class AgentError(RuntimeError):
     """No usable answer and no fallback."""
-
-
-@dataclass
-class Proposal:
-    strategies: list[Strategy]  # to evaluate this round; empty once the agent stops
-    decision: str  # continue | best_team | no_processing
-    best: Strategy | None  # the final choice when stopping; Strategy(()) for no processing
-    source: str  # model | heuristic | fallback:heuristic
-    attempts: int = 0  # model calls made
-    reprompts: int = 0
-    duplicates: int = 0  # repeated combinations dropped from the answer
-    transcript: list[dict] = field(default_factory=list)  # one JSON-ready dict per model call
-
-    @property
-    def stop(self) -> bool:
-        return self.decision != "continue"
 
 
 def derive_seed(seed: int, round: int, attempt: int) -> int:
@@ -109,8 +92,11 @@ class Agent:
 
 def _proposal(answer: Answer, source: str, attempts: int = 0, reprompts: int = 0,
               transcript: list[dict] | None = None) -> Proposal:
+    """``meta``: source (model | heuristic | fallback:heuristic), model calls made, re-prompts, and
+    repeated combinations dropped from the answer."""
     return Proposal(answer.strategies if answer.decision == "continue" else [], answer.decision, answer.best,
-                    source, attempts, reprompts, answer.duplicates, transcript or [])
+                    {"source": source, "attempts": attempts, "reprompts": reprompts, "duplicates": answer.duplicates},
+                    transcript or [])
 
 
 class ClientBackend:

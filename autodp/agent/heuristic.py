@@ -8,8 +8,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-from autodp.agent.feedback import RoundFeedback, scores, tried
-from autodp.agent.parser import Answer, Rules
+from autodp.agent.parser import Answer
+from autodp.proposal import RoundFeedback, Rules, scores, tried
 from autodp.strategy import Strategy, Team, strategy_space
 
 # the order in which the paper's prompt introduces the teams

@@ -9,25 +9,12 @@ import json
 import re
 from dataclasses import dataclass
 
-from autodp.strategy import MAX_TEAMS, NO_PROCESSING_LABEL, Strategy, StrategyError, Team, strategy_space
-
-DECISIONS = ("continue", "best_team", "no_processing")
+from autodp.proposal import DECISIONS, Rules
+from autodp.strategy import NO_PROCESSING_LABEL, Strategy, StrategyError, strategy_space
 
 
 class ParseError(ValueError):
     """An answer that cannot be used."""
-
-
-@dataclass(frozen=True)
-class Rules:
-    """What an answer may contain in one round."""
-
-    teams: tuple[Team, ...] = tuple(Team)
-    max_strategies: int = 4
-    max_teams: int = MAX_TEAMS
-    can_stop: bool = True
-    # the strategies with a score; the final choice must be one of them (None: not checked)
-    evaluated: frozenset[Strategy] | None = None
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,7 @@ from functools import cache
 from pathlib import Path
 from string import Template
 
-from autodp.agent.feedback import Feedback, RoundFeedback
-from autodp.agent.parser import Rules
+from autodp.proposal import Feedback, RoundFeedback, Rules
 
 PROMPTS = Path(__file__).parent / "prompts"
 _WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}

@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from autodp.data.io import atomic_write
+from autodp.tracking.methods import several_methods
 
 log = logging.getLogger(__name__)
 TECHNIQUES = ("dps", "pts", "crm")
@@ -135,6 +136,8 @@ class GridCallback(Callback):
     about the ones not needed here."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if several_methods(Path(config.hydra.sweep.dir)):  # cells would mix methods; the methods table has the times
+            return
         try:
             write_grid(config.hydra.sweep.dir)
         except FileNotFoundError as e:  # every cell failed: Hydra has reported why

@@ -33,6 +33,17 @@ def rows_table(out: SearchOutcome) -> list[dict[str, Any]]:
     return table
 
 
+def agent_answers(rounds: list[dict[str, Any]]) -> tuple[dict[str, int], int]:
+    """Rounds per answer source (model, heuristic, fallback:heuristic) and re-prompts, from the
+    agent's bookkeeping in each round's meta; empty for a method that asked no agent."""
+    sources: dict[str, int] = {}
+    for p in rounds:
+        meta = p.get("meta") or {}
+        if "source" in meta:
+            sources[meta["source"]] = sources.get(meta["source"], 0) + 1
+    return sources, sum((p.get("meta") or {}).get("reprompts", 0) for p in rounds)
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:+.4f}"
 
@@ -54,21 +65,24 @@ def report(out: SearchOutcome, store: RunStore, signature: str) -> str:
                   _fmt(row["r"]), _fmt_s(row), row["rows"], str(row["seconds"]))
     console = Console(width=max(100, Console().width))
     console.print(t)
-    src = out.agent_rounds
+    src, reprompts = agent_answers(out.rounds)
     fallback = sum(v for k, v in src.items() if k.startswith("fallback"))
     seeds = max((len(r.seed_scores) for r in out.results.values()), default=0)
     noise = "-" if out.threshold is None else f"{out.threshold:.2f}"
     lines = [
         f"best strategy: {out.best.key} (s = {_fmt(out.s(out.best.key))}"
         + ("" if out.se(out.best.key) is None else f" ± {out.se(out.best.key):.4f}") + f"; pick={out.pick}: {out.pick_reason})",
-        f"the agent's final choice: {out.agent_best or 'none made'}",
+        f"the method's final choice: {out.agent_best or 'none made'}",
         f"noise: {seeds} fine-tune seed(s) per strategy, SE pooled over {out.df} degree(s) of freedom; "
         f"* beats none by more than {noise} SE",
         f"stopped because: {out.stop_reason}",
-        f"agent answers: {src.get('model', 0)} round(s) from the model, {fallback} from the fallback, "
-        f"{src.get('heuristic', 0)} from the rule-based agent; {out.reprompts} re-prompt(s); "
-        f"{out.repeat_proposals} proposal(s) of evaluated strategies only",
+        f"strategies evaluated besides no processing: {out.spent}"
+        + ("" if out.budget is None else f" (budget {out.budget})"),
     ]
+    if src:
+        lines.append(f"agent answers: {src.get('model', 0)} round(s) from the model, {fallback} from the fallback, "
+                     f"{src.get('heuristic', 0)} from the rule-based agent; {reprompts} re-prompt(s); "
+                     f"{out.repeat_proposals} proposal(s) of evaluated strategies only")
     if out.confirmation is not None:
         lines += confirm_lines(out.confirmation)
     failed: dict[str, list[str]] = {}
@@ -91,6 +105,6 @@ def report(out: SearchOutcome, store: RunStore, signature: str) -> str:
         json.dump({"signature": signature, "best": out.best.key, "pick": out.pick, "pick_reason": out.pick_reason,
                    "agent_best": out.agent_best, "stop_reason": out.stop_reason, "r0": out.r0,
                    "se_df": out.df, "threshold_se": out.threshold, "repeat_proposals": out.repeat_proposals,
-                   "agent_rounds": out.agent_rounds, "reprompts": out.reprompts,
+                   "agent_rounds": src, "reprompts": reprompts, "evaluations": out.spent, "budget": out.budget,
                    "timings": out.timings, "test": out.confirmation, "table": table}, f, indent=1)
     return text

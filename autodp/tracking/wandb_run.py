@@ -4,7 +4,8 @@ Per round (W&B step = round): each strategy's r, s_k = r_k - r_0, status, rows a
 table, counts, the best s so far, the agent's decision and the round's seconds per stage. At the
 end: the summary (best, stop reason, r_0, seconds per stage), the agent transcript as an artifact
 and every evaluated strategy as a table. The timing grid of a multirun is a run of its own (job
-type "grid") in the sweep's group, and evaluation jobs log to the same group (job type
+type "grid") in the sweep's group, so is the methods table of a sweep over search methods (job
+type "methods"), and evaluation jobs log to the same group (job type
 "evaluate") when their request carries ``tracking`` (``logger.eval_runs``).
 
 Offline whenever no API key is found, so a run never waits on the network; the files stay under
@@ -31,7 +32,7 @@ from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.resources import PROJECT_ROOT
 from autodp.search import SearchOutcome
 from autodp.store import RunStore
-from autodp.tracking.summary import rows_table
+from autodp.tracking.summary import agent_answers, rows_table
 
 log = logging.getLogger(__name__)
 # The columns of the per-round and final strategy tables (rows from autodp.tracking.summary.rows_table).
@@ -129,15 +130,16 @@ class WandbTracker:
 
         last = out.rounds[-1] if out.rounds else {"round": 0, "decision": "continue"}
         final: dict[str, Any] = {"strategies": _table(COLUMNS, rows_table(out))}
-        if last["decision"] != "continue":  # the agent's stop, a round no callback saw
+        if last["decision"] != "continue":  # the method's stop, a round no callback saw
             final.update(round=last["round"], decision=last["decision"])
         self.run.log(final, step=max(last["round"], self.run.step))
+        sources, reprompts = agent_answers(out.rounds)
         self.run.summary.update({
             "best": out.best.key, "best_s": out.s(out.best.key), "best_se": out.se(out.best.key), "pick": out.pick,
             "pick_reason": out.pick_reason, "agent_best": out.agent_best, "threshold_se": out.threshold,
             "se_df": out.df, "repeat_proposals": out.repeat_proposals, "stop_reason": out.stop_reason, "r0": out.r0,
             "test": out.confirmation,
-            "evaluations": len(out.results), "agent_rounds": out.agent_rounds, "reprompts": out.reprompts,
+            "evaluations": len(out.results), "agent_rounds": sources, "reprompts": reprompts,
             "timings": out.timings})
         files = [store.path(p) for p in ("agent/transcript.jsonl", "agent/proposals.jsonl")]
         if any(f.exists() for f in files):
@@ -217,4 +219,23 @@ def log_grid(sweep: Path, logger: DictConfig) -> None:
     png = sweep / "grid.png"
     run.log({"grid": _table(columns, rows), **({"grid_plot": wandb.Image(str(png))} if png.exists() else {})})
     run.summary.update({"cells": len(cells)})
+    run.finish()
+
+
+def log_methods(sweep: Path, logger: DictConfig) -> None:
+    """The methods table of a multirun (autodp/tracking/methods.py) as a W&B table and image, in a
+    run of its own (job type "methods") in the sweep's group."""
+    import wandb
+
+    from autodp.tracking.methods import COLUMNS, collect
+
+    sweep = Path(sweep).resolve()
+    runs = collect(sweep)
+    rows = [{c: (str(getattr(r, c)) if c == "run_dir" else getattr(r, c)) for c in COLUMNS} for r in runs]
+    lg = OmegaConf.to_container(logger, resolve=True)
+    run = _init(lg, sweep, group=group_of(lg, sweep), job_type="methods", id=f"methods-{_short_hash(str(sweep))}",
+                name=f"methods-{sweep.name}")
+    png = sweep / "methods.png"
+    run.log({"methods": _table(COLUMNS, rows), **({"methods_plot": wandb.Image(str(png))} if png.exists() else {})})
+    run.summary.update({"runs": len(runs)})
     run.finish()

@@ -1,10 +1,13 @@
-"""The AutoDP loop between strategy generation (agent) and strategy evaluation (Figure 1).
+"""The loop between strategy generation (a search method) and strategy evaluation (Figure 1).
 
-Only strategy names, scores s_k = r_k - r_0 (with their standard errors) and safe failure reasons
-cross from evaluation to the agent. Every agent answer and every evaluation is journaled in the
-run store first, so a resumed run replays them instead of recomputing (never re-evaluating a
-finished strategy). The winner is the agent's "Best Team" (``pick=top``, the paper's) or the
-strategy that beats the unprocessed data beyond noise (``pick=significant``); both are reported.
+The method (a ``Proposer``, autodp/search/proposer.py: the paper's agent or a baseline) proposes
+rounds; the loop owns what every method shares. Only strategy names, scores s_k = r_k - r_0 (with
+their standard errors) and safe failure reasons cross from evaluation to the method. Every
+proposal and every evaluation is journaled in the run store first, so a resumed run replays them
+instead of recomputing (never re-evaluating a finished strategy). At most ``budget`` strategies
+besides no processing are evaluated. The winner is the method's final choice, its "Best Team"
+(``pick=top``, the paper's), or the strategy that beats the unprocessed data beyond noise
+(``pick=significant``); both are reported.
 """
 from __future__ import annotations
 
@@ -13,9 +16,10 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
-from autodp.agent.feedback import Feedback, RoundFeedback
 from autodp.evaluate.estimate import Estimate, seed_scores, threshold, versus
 from autodp.evaluate.request import EvalRequest, EvalResult
+from autodp.proposal import Feedback, RoundFeedback
+from autodp.search.proposer import Proposer
 from autodp.store import RunStore, reusable
 from autodp.strategy import Strategy
 
@@ -26,21 +30,25 @@ Executor = Callable[[Callable[[EvalRequest], EvalResult], Sequence[EvalRequest]]
 @dataclass
 class SearchOutcome:
     r0: float | None
-    rounds: list[dict[str, Any]] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)    # the proposals, as journaled
     results: dict[str, EvalResult] = field(default_factory=dict)   # by strategy key
     best: Strategy = Strategy(())
     stop_reason: str = ""
-    agent_rounds: dict[str, int] = field(default_factory=dict)     # by proposal source
-    reprompts: int = 0
+    budget: int | None = None  # strategies besides none the search may evaluate (None: no limit)
     timings: dict[str, float] = field(default_factory=dict)
     estimates: dict[str, Estimate] = field(default_factory=dict)  # s = r - r0 per strategy, with its SE
     df: int = 0                                                   # degrees of freedom of the pooled SE
     threshold: float | None = None  # how many SEs s must exceed to count beyond noise (pick=significant)
     pick: str = "top"
     pick_reason: str = ""
-    agent_best: str | None = None   # the agent's own final choice, when it made one
+    agent_best: str | None = None   # the method's own final choice (the agent's Best Team), when it made one
     repeat_proposals: int = 0       # proposals that held only evaluated strategies
     confirmation: dict[str, Any] | None = None  # the held-out test scores (autodp.confirm), when run
+
+    @property
+    def spent(self) -> int:
+        """Strategies evaluated besides no processing: what counts against the budget."""
+        return sum(k != "none" for k in self.results)
 
     def s(self, key: str) -> float | None:
         e = self.estimates.get(key)
@@ -66,24 +74,37 @@ class SearchCallback(Protocol):
         ...
 
 
+def check_settings(pick: str, seeds: int, max_rounds: int, budget: int | None) -> None:
+    """Settings that contradict each other or make no search, refused before any work."""
+    if pick not in ("top", "significant"):
+        raise ValueError(f"search.pick must be 'top' or 'significant', not {pick!r}")
+    if max_rounds < 1:
+        raise ValueError(f"search.max_rounds must be >= 1, not {max_rounds}")
+    if budget is not None and budget < 1:
+        raise ValueError(f"search.budget must be >= 1 or null, not {budget}")
+    if seeds < 1:
+        raise ValueError(f"eval.seeds must be >= 1, not {seeds}")
+    if pick == "significant" and seeds < 2:
+        raise ValueError("search.pick=significant needs eval.seeds >= 2 (a standard error); "
+                         "raise eval.seeds or set search.pick=top")
+
+
 class Search:
-    def __init__(self, agent: Any, template: EvalRequest, store: RunStore, run_many: Executor,
+    def __init__(self, proposer: Proposer, template: EvalRequest, store: RunStore, run_many: Executor,
                  evaluate: Callable[[EvalRequest], EvalResult], max_rounds: int,
                  callbacks: Sequence[SearchCallback] = (), *, pick: str = "top", z: float = 2.0,
-                 correction: str = "bonferroni", repeat_reasks: int = 1, retry_failed: bool = True):
-        if pick not in ("top", "significant"):
-            raise ValueError(f"search.pick must be 'top' or 'significant', not {pick!r}")
-        if max_rounds < 1:
-            raise ValueError(f"search.max_rounds must be >= 1, not {max_rounds}")
-        self.agent, self.template, self.store = agent, template, store
+                 correction: str = "bonferroni", repeat_reasks: int = 1, budget: int | None = None,
+                 retry_failed: bool = True):
+        check_settings(pick, template.seeds, max_rounds, budget)
+        self.proposer, self.template, self.store = proposer, template, store
         self.run_many, self.evaluate, self.max_rounds = run_many, evaluate, max_rounds
         self.callbacks = list(callbacks)
         self.z, self.correction, self.repeat_reasks = z, correction, repeat_reasks
         self.done = {s: EvalResult(**r) for s, r in reusable(store.read("evaluations.jsonl"), retry_failed).items()}
-        # a round sent back for repeating evaluated strategies journals one answer per ask
+        # a round sent back for repeating evaluated strategies journals one proposal per ask
         self.proposals: dict[tuple[int, int], dict[str, Any]] = {
             (p["round"], p.get("ask", 0)): p for p in store.read("agent/proposals.jsonl")}
-        self.out = SearchOutcome(r0=None, pick=pick)
+        self.out = SearchOutcome(r0=None, pick=pick, budget=budget)
 
     def _evaluate(self, strategies: list[Strategy]) -> list[EvalResult]:
         reqs = [replace(self.template, strategy=s.key) for s in strategies]
@@ -118,13 +139,12 @@ class Search:
         if (rnd, ask) in self.proposals:
             return self.proposals[(rnd, ask)]
         t0 = time.perf_counter()
-        p = self.agent.propose(rnd, history, note=note)
-        self._time("agent", time.perf_counter() - t0)
+        p = self.proposer.propose(rnd, history, note=note)
+        self._time("agent", time.perf_counter() - t0)  # the method's own time, whatever it is
         for turn in p.transcript:
             self.store.append("agent/transcript.jsonl", turn)
         rec = {"round": rnd, "ask": ask, "strategies": [s.key for s in p.strategies], "decision": p.decision,
-               "best": p.best.key if p.best else None, "source": p.source, "attempts": p.attempts,
-               "reprompts": p.reprompts}
+               "best": p.best.key if p.best else None, "meta": p.meta}
         self.store.append("agent/proposals.jsonl", rec)
         return rec
 
@@ -147,10 +167,26 @@ class Search:
     def _repeats(self, p: dict[str, Any]) -> bool:
         return p["decision"] == "continue" and all(k in self.out.results for k in p["strategies"])
 
-    def _feedback(self, rnd: int, strategies: list[Strategy], results: list[EvalResult]) -> RoundFeedback:
+    def _feedback(self, p: dict[str, Any]) -> RoundFeedback:
         out = self.out
-        return RoundFeedback(rnd, [Feedback(s, out.s(r.strategy), r.error, out.se(r.strategy),
-                                            out.beyond_noise(r.strategy)) for s, r in zip(strategies, results)])
+        return RoundFeedback(p["round"], [Feedback(Strategy.parse(k), out.s(k), out.results[k].error, out.se(k),
+                                                   out.beyond_noise(k)) for k in p["strategies"]],
+                             p.get("meta") or {})  # journals from before methods had no meta
+
+    def _within_budget(self, p: dict[str, Any]) -> dict[str, Any]:
+        """The proposal less the new strategies past the budget (already evaluated ones cost nothing)."""
+        if self.out.budget is None:
+            return p
+        left, kept, dropped = self.out.budget - self.out.spent, [], []
+        for k in p["strategies"]:
+            if k in self.out.results:
+                kept.append(k)
+            elif left > 0:
+                kept.append(k)
+                left -= 1
+            else:
+                dropped.append(k)
+        return {**p, "strategies": kept, "over_budget": dropped} if dropped else p
 
     def run(self) -> SearchOutcome:
         out = self.out
@@ -162,24 +198,24 @@ class Search:
             cb.on_round(0, {"round": 0, "strategies": ["none"], "decision": "continue"}, [base], out)
         history: list[RoundFeedback] = []
         for rnd in range(1, self.max_rounds + 1):
+            if out.budget is not None and out.spent >= out.budget:
+                out.stop_reason = f"spent the evaluation budget ({out.budget} strategies) after round {rnd - 1}"
+                break
             p, repeats = self._propose_new(rnd, history)
-            out.agent_rounds[p["source"]] = out.agent_rounds.get(p["source"], 0) + 1
-            out.reprompts += p["reprompts"]
+            p = self._within_budget(p)
             out.rounds.append(p)
             if p["decision"] != "continue":
-                out.stop_reason = f"agent decided '{p['decision']}' in round {rnd}"
+                out.stop_reason = f"the method decided '{p['decision']}' in round {rnd}"
                 out.agent_best = "none" if p["decision"] == "no_processing" else p.get("best")
                 break
             if repeats:
-                out.stop_reason = (f"round {rnd}: the agent proposed only evaluated strategies again after "
+                out.stop_reason = (f"round {rnd}: the method proposed only evaluated strategies again after "
                                    f"{self.repeat_reasks} re-ask(s)")
                 break
             strategies = [Strategy.parse(k) for k in p["strategies"]]
             results = self._evaluate(strategies)
             # the SEs are pooled over every strategy so far: each round's feedback is re-derived
-            history = [self._feedback(r.round, [f.strategy for f in r.results],
-                                      [out.results[f.strategy.key] for f in r.results]) for r in history]
-            history.append(self._feedback(rnd, strategies, results))
+            history = [self._feedback(q) for q in out.rounds]
             log.info("round %d: %s", rnd, ", ".join(f"{s.key}: s={_fmt(out.s(s.key), out.se(s.key))}"
                                                     for s in strategies))
             for cb in self.callbacks:
@@ -196,11 +232,11 @@ class Search:
         out = self.out
         ok = [k for k, r in out.results.items() if r.status == "ok" and k != "none" and k in out.estimates]
         if out.pick == "top":
-            agent = out.results.get(out.agent_best or "")
+            chosen = out.results.get(out.agent_best or "")
             if out.agent_best == "none":
-                return Strategy(()), "the agent chose no processing"
-            if agent is not None and agent.status == "ok":
-                return Strategy.parse(out.agent_best), "the agent's Best Team"
+                return Strategy(()), "the method chose no processing"
+            if chosen is not None and chosen.status == "ok":
+                return Strategy.parse(out.agent_best), "the method's Best Team"
             if not ok or max(out.s(k) for k in ok) <= 0:
                 return Strategy(()), "no strategy scored above the unprocessed data"
             top = max(ok, key=out.s)
