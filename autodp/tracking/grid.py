@@ -19,8 +19,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from autodp.data.io import atomic_write
 from autodp.tracking.methods import several_methods
+from autodp.tracking.sweep_table import grouped_bars, main, write_files
 
 log = logging.getLogger(__name__)
 TECHNIQUES = ("dps", "pts", "crm")
@@ -93,39 +93,16 @@ def table_csv(cells: list[Cell]) -> str:
 
 
 def plot(cells: list[Cell], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
     datasets = sorted({c.dataset for c in cells})
     accels = sorted({c.accel for c in cells}, key=lambda a: (a != "none", a.count("+"), a))
-    by = {(c.dataset, c.accel): c.seconds / 60 for c in cells}
-    width = 0.8 / len(accels)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.8 + 1.6 * len(datasets)), 3.6))
-    for i, a in enumerate(accels):
-        xs = [j + (i - (len(accels) - 1) / 2) * width for j in range(len(datasets))]
-        ax.bar(xs, [by.get((d, a), 0.0) for d in datasets], width, label=a)
-    ax.set_xticks(range(len(datasets)), datasets)
-    ax.set_ylabel("search time (min)")
-    ax.set_title("Search time by acceleration (cf. paper Table 5)", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
-    plt.close(fig)
+    grouped_bars(path, datasets, accels, {(c.dataset, c.accel): (c.seconds / 60, None) for c in cells},
+                 "search time (min)", "Search time by acceleration (cf. paper Table 5)")
 
 
 def write_grid(sweep: str | Path) -> list[Path]:
     """Write grid.md, grid.csv and grid.png into ``sweep``; returns their paths."""
-    sweep = Path(sweep)
-    cells = collect(sweep)
-    paths = [sweep / "grid.md", sweep / "grid.csv", sweep / "grid.png"]
-    with atomic_write(paths[0]) as f:
-        f.write(markdown(cells))
-    with atomic_write(paths[1]) as f:
-        f.write(table_csv(cells))
-    plot(cells, paths[2])
+    cells = collect(Path(sweep))
+    paths = write_files(sweep, "grid", markdown(cells), table_csv(cells), lambda png: plot(cells, png))
     log.info("timing grid of %d runs: %s", len(cells), ", ".join(str(p) for p in paths))
     return paths
 
@@ -149,15 +126,6 @@ class GridCallback(Callback):
             log_grid(Path(config.hydra.sweep.dir), config.logger)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m autodp.tracking.grid <sweep-dir>", file=sys.stderr)
-        return 2
-    for p in write_grid(argv[0]):
-        print(p)
-    return 0
-
-
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], "autodp.tracking.grid", write_grid))

@@ -25,7 +25,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from autodp.data.io import atomic_write
+from autodp.tracking.sweep_table import grouped_bars, main, write_files
 
 log = logging.getLogger(__name__)
 COLUMNS = ("dataset", "method", "seed", "best", "val_s", "val_se", "test_delta", "test_se", "evaluations",
@@ -127,42 +127,16 @@ def table_csv(runs: list[MethodRun]) -> str:
 def plot(runs: list[MethodRun], path: Path) -> None:
     """Held-out test score against no processing per method and dataset (the validation s where
     no test split was scored), with ± 1 SE bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
     rows = summary_rows(runs)
-    datasets = sorted({r["dataset"] for r in rows})
-    methods = sorted({r["method"] for r in rows})
-    by = {(r["dataset"], r["method"]): r["test"] if r["test"][0] is not None else r["val"] for r in rows}
-    width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.8 + 1.8 * len(datasets)), 3.6))
-    for i, m in enumerate(methods):
-        xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(datasets))]
-        vals = [by.get((d, m), (None, None)) for d in datasets]
-        ax.bar(xs, [v or 0.0 for v, _ in vals], width, yerr=[se or 0.0 for _, se in vals], capsize=2, label=m)
-    ax.axhline(0, color="#555", lw=0.8)
-    ax.set_xticks(range(len(datasets)), datasets)
-    ax.set_ylabel("pick vs no processing (test; else val)")
-    ax.set_title("Search methods on the same budget", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
-    plt.close(fig)
+    bars = {(r["dataset"], r["method"]): r["test"] if r["test"][0] is not None else r["val"] for r in rows}
+    grouped_bars(path, sorted({r["dataset"] for r in rows}), sorted({r["method"] for r in rows}), bars,
+                 "pick vs no processing (test; else val)", "Search methods on the same budget", zero_line=True)
 
 
 def write_methods(sweep: str | Path) -> list[Path]:
     """Write methods.md, methods.csv and methods.png into ``sweep``; returns their paths."""
-    sweep = Path(sweep)
-    runs = collect(sweep)
-    paths = [sweep / "methods.md", sweep / "methods.csv", sweep / "methods.png"]
-    with atomic_write(paths[0]) as f:
-        f.write(markdown(runs))
-    with atomic_write(paths[1]) as f:
-        f.write(table_csv(runs))
-    plot(runs, paths[2])
+    runs = collect(Path(sweep))
+    paths = write_files(sweep, "methods", markdown(runs), table_csv(runs), lambda png: plot(runs, png))
     log.info("methods table of %d runs: %s", len(runs), ", ".join(str(p) for p in paths))
     return paths
 
@@ -186,15 +160,6 @@ class MethodsCallback(Callback):
             log_methods(sweep, config.logger)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m autodp.tracking.methods <sweep-dir>", file=sys.stderr)
-        return 2
-    for p in write_methods(argv[0]):
-        print(p)
-    return 0
-
-
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], "autodp.tracking.methods", write_methods))

@@ -203,8 +203,6 @@ def tracked_evaluation(req: EvalRequest, evaluate: Callable[[EvalRequest], EvalR
 def log_grid(sweep: Path, logger: DictConfig) -> None:
     """The timing grid of a multirun (autodp/tracking/grid.py) as a W&B table and image, in a run
     of its own in the sweep's group."""
-    import wandb
-
     from autodp.tracking.grid import STAGES, collect, saved
 
     sweep = Path(sweep).resolve()
@@ -213,29 +211,29 @@ def log_grid(sweep: Path, logger: DictConfig) -> None:
     columns = ("dataset", "accel", "seconds", "saved_pct", "evaluations", "best", *STAGES, "run_dir")
     rows = [dict(dataset=c.dataset, accel=c.accel, seconds=c.seconds, saved_pct=save[(c.dataset, c.accel)],
                  evaluations=c.evaluations, best=c.best, run_dir=str(c.run_dir), **c.stages) for c in cells]
-    lg = OmegaConf.to_container(logger, resolve=True)
-    run = _init(lg, sweep, group=group_of(lg, sweep), job_type="grid", id=f"grid-{_short_hash(str(sweep))}",
-                name=f"timing-grid-{sweep.name}")
-    png = sweep / "grid.png"
-    run.log({"grid": _table(columns, rows), **({"grid_plot": wandb.Image(str(png))} if png.exists() else {})})
-    run.summary.update({"cells": len(cells)})
-    run.finish()
+    _log_sweep_table(sweep, logger, "grid", f"timing-grid-{sweep.name}", columns, rows, {"cells": len(cells)})
 
 
 def log_methods(sweep: Path, logger: DictConfig) -> None:
     """The methods table of a multirun (autodp/tracking/methods.py) as a W&B table and image, in a
     run of its own (job type "methods") in the sweep's group."""
-    import wandb
-
     from autodp.tracking.methods import COLUMNS, collect
 
     sweep = Path(sweep).resolve()
     runs = collect(sweep)
     rows = [{c: (str(getattr(r, c)) if c == "run_dir" else getattr(r, c)) for c in COLUMNS} for r in runs]
+    _log_sweep_table(sweep, logger, "methods", f"methods-{sweep.name}", COLUMNS, rows, {"runs": len(runs)})
+
+
+def _log_sweep_table(sweep: Path, logger: DictConfig, kind: str, name: str, columns: tuple[str, ...],
+                     rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """A sweep's table and its ``<kind>.png`` in a W&B run of their own (job type ``kind``) in the
+    sweep's group."""
+    import wandb
+
     lg = OmegaConf.to_container(logger, resolve=True)
-    run = _init(lg, sweep, group=group_of(lg, sweep), job_type="methods", id=f"methods-{_short_hash(str(sweep))}",
-                name=f"methods-{sweep.name}")
-    png = sweep / "methods.png"
-    run.log({"methods": _table(COLUMNS, rows), **({"methods_plot": wandb.Image(str(png))} if png.exists() else {})})
-    run.summary.update({"runs": len(runs)})
+    run = _init(lg, sweep, group=group_of(lg, sweep), job_type=kind, id=f"{kind}-{_short_hash(str(sweep))}", name=name)
+    png = sweep / f"{kind}.png"
+    run.log({kind: _table(columns, rows), **({f"{kind}_plot": wandb.Image(str(png))} if png.exists() else {})})
+    run.summary.update(summary)
     run.finish()
