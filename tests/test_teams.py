@@ -109,7 +109,7 @@ def generator_params(teams: dict) -> dict:
     return next(s["generate_qa_from_shots"] for s in teams["generation"] if "generate_qa_from_shots" in s)
 
 
-@pytest.mark.parametrize("accel, expected", [("none", (2000, 1000, 4)), ("dps", (400, 200, 1)),
+@pytest.mark.parametrize("accel, expected", [("none", (2000, 1000, 2)), ("dps", (400, 200, 1)),
                                              ("all", (400, 200, 1))])
 def test_dps_search_scales_counted_settings_and_the_export_does_not(tmp_path, accel, expected):
     cfg = config(f"accel={accel}")
@@ -125,7 +125,7 @@ def test_dps_search_scales_counted_settings_and_the_export_does_not(tmp_path, ac
         assert teams[team] == written[team]
     # the winner's export at full size uses the settings as written
     assert request_template(cfg, specs, tmp_path, None).teams == written
-    # the scaled generator adds ceil(4 x 0.2) = 1 pair to a sample
+    # the scaled generator adds ceil(2 x 0.2) = 1 pair to a sample (llm.max_pairs: 2)
     op = build_op({"generate_qa_from_shots": gen})
     assert op.work(gen["num_new"]) == expected[2]
 
