@@ -40,6 +40,12 @@ def signatures(run_dir: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_resume_after_kill_reevaluates_nothing(tmp_path):
+    import wandb
+
+    # A W&B service of this process is in the searches' environment (as after any in-process W&B
+    # test): the killed search's run must not stay "in use" there and block the resume.
+    wandb.setup()
+    assert os.environ.get("WANDB_SERVICE")
     run_dir = tmp_path / "run"
     p = launch(run_dir, "agent=heuristic", "search.confirm=true", wait=False)
     # Kill once r_0 is journaled and round 1 was proposed: its first strategy is then being fine-tuned.

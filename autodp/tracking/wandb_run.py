@@ -22,6 +22,7 @@ import hashlib
 import logging
 import netrc
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
@@ -82,6 +83,12 @@ def _short_hash(text: str) -> str:
 def _init(logger: Mapping[str, Any], files_dir: Path, **kwargs: Any) -> Any:
     """A W&B run whose files go under ``files_dir`` (WANDB_DIR wins); several may be open in one
     process (a multirun's cells, in-process evaluation runs)."""
+    if "wandb" not in sys.modules:
+        # Before this process imports W&B, a WANDB_SERVICE in its environment is a parent's service
+        # (a test runner's, a notebook's, a SLURM driver's on another node). This process starts its
+        # own: in a shared one, the run of a search that was killed stays "in use" and its resume
+        # is refused.
+        os.environ.pop("WANDB_SERVICE", None)
     import wandb  # a second to import: only when tracking is on
 
     git = {"git_root": str(PROJECT_ROOT)} if (PROJECT_ROOT / ".git").exists() else {}
