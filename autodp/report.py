@@ -27,11 +27,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from autodp.accel import accel_name
 from autodp.confirm import lines as confirm_lines
 from autodp.data.io import atomic_write
 from autodp.store import read_jsonl
 from autodp.tracking import methods
-from autodp.tracking.grid import accel_name, collect, markdown, plot as plot_grid
+from autodp.tracking.grid import collect, markdown, plot as plot_grid
 
 # Leaves of the timing tree, in pipeline order ("total" and "evaluate" are sums of them).
 STAGES = ("dps", "agent", "eval.process", "eval.load_model", "eval.finetune", "eval.score", "export")

@@ -228,7 +228,7 @@ def test_the_methods_table_summarises_each_method_over_its_seeds_and_goes_to_wan
     the picks, the mean score over seeds with its SE across them, the held-out delta, the time."""
     from autodp.tracking.methods import collect, summary_rows, write_methods
     from autodp.tracking.summary import report
-    from autodp.tracking.wandb_run import log_methods
+    from autodp.tracking.methods import log_methods
     from wandb_testing import offline_runs
 
     s, sweep, every = table(), tmp_path / "sweep", "cleaning>optimization>generation>selection"

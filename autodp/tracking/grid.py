@@ -19,11 +19,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from autodp.accel import accel_name
 from autodp.tracking.methods import several_methods
 from autodp.tracking.sweep_table import grouped_bars, main, write_files
 
 log = logging.getLogger(__name__)
-TECHNIQUES = ("dps", "pts", "crm")
 STAGES = ("dps", "agent", "eval.process", "eval.load_model", "eval.finetune", "eval.score")
 
 
@@ -36,11 +36,6 @@ class Cell:
     evaluations: int
     best: str
     run_dir: Path
-
-
-def accel_name(cfg: Any) -> str:
-    on = [t for t in TECHNIQUES if cfg.accel[t].enabled]
-    return "+".join(on) or "none"
 
 
 def collect(sweep: Path) -> list[Cell]:
@@ -121,9 +116,20 @@ class GridCallback(Callback):
             log.warning("no timing grid: %s", e)
             return
         if config.logger.kind != "none":
-            from autodp.tracking.wandb_run import log_grid  # wandb is imported only where asked for
-
             log_grid(Path(config.hydra.sweep.dir), config.logger)
+
+
+def log_grid(sweep: Path, logger: DictConfig) -> None:
+    """The timing grid of a multirun as a W&B table and image, in a run of its own in the sweep's group."""
+    from autodp.tracking.wandb_run import log_sweep_table  # wandb is imported only where asked for
+
+    sweep = Path(sweep).resolve()
+    cells = collect(sweep)
+    save = saved(cells)
+    columns = ("dataset", "accel", "seconds", "saved_pct", "evaluations", "best", *STAGES, "run_dir")
+    rows = [dict(dataset=c.dataset, accel=c.accel, seconds=c.seconds, saved_pct=save[(c.dataset, c.accel)],
+                 evaluations=c.evaluations, best=c.best, run_dir=str(c.run_dir), **c.stages) for c in cells]
+    log_sweep_table(sweep, logger, "grid", f"timing-grid-{sweep.name}", columns, rows, {"cells": len(cells)})
 
 
 if __name__ == "__main__":

@@ -155,9 +155,18 @@ class MethodsCallback(Callback):
             return
         write_methods(sweep)
         if config.logger.kind != "none":
-            from autodp.tracking.wandb_run import log_methods  # wandb is imported only where asked for
-
             log_methods(sweep, config.logger)
+
+
+def log_methods(sweep: Path, logger: DictConfig) -> None:
+    """The methods table of a multirun as a W&B table and image, in a run of its own (job type
+    "methods") in the sweep's group."""
+    from autodp.tracking.wandb_run import log_sweep_table  # wandb is imported only where asked for
+
+    sweep = Path(sweep).resolve()
+    runs = collect(sweep)
+    rows = [{c: (str(getattr(r, c)) if c == "run_dir" else getattr(r, c)) for c in COLUMNS} for r in runs]
+    log_sweep_table(sweep, logger, "methods", f"methods-{sweep.name}", COLUMNS, rows, {"runs": len(runs)})
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
+from autodp.accel import accel_name
 from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.resources import PROJECT_ROOT
 from autodp.search import SearchOutcome
@@ -169,7 +170,6 @@ def build_tracker(logger: DictConfig, cfg: DictConfig, run_dir: Path, sig: str) 
         return None
     if logger.kind != "wandb":
         raise ValueError(f"logger.kind={logger.kind!r}: known kinds are wandb and none")
-    from autodp.tracking.grid import accel_name
 
     lg = OmegaConf.to_container(logger, resolve=True)
     run_dir = Path(run_dir).resolve()
@@ -207,32 +207,7 @@ def tracked_evaluation(req: EvalRequest, evaluate: Callable[[EvalRequest], EvalR
     return res
 
 
-def log_grid(sweep: Path, logger: DictConfig) -> None:
-    """The timing grid of a multirun (autodp/tracking/grid.py) as a W&B table and image, in a run
-    of its own in the sweep's group."""
-    from autodp.tracking.grid import STAGES, collect, saved
-
-    sweep = Path(sweep).resolve()
-    cells = collect(sweep)
-    save = saved(cells)
-    columns = ("dataset", "accel", "seconds", "saved_pct", "evaluations", "best", *STAGES, "run_dir")
-    rows = [dict(dataset=c.dataset, accel=c.accel, seconds=c.seconds, saved_pct=save[(c.dataset, c.accel)],
-                 evaluations=c.evaluations, best=c.best, run_dir=str(c.run_dir), **c.stages) for c in cells]
-    _log_sweep_table(sweep, logger, "grid", f"timing-grid-{sweep.name}", columns, rows, {"cells": len(cells)})
-
-
-def log_methods(sweep: Path, logger: DictConfig) -> None:
-    """The methods table of a multirun (autodp/tracking/methods.py) as a W&B table and image, in a
-    run of its own (job type "methods") in the sweep's group."""
-    from autodp.tracking.methods import COLUMNS, collect
-
-    sweep = Path(sweep).resolve()
-    runs = collect(sweep)
-    rows = [{c: (str(getattr(r, c)) if c == "run_dir" else getattr(r, c)) for c in COLUMNS} for r in runs]
-    _log_sweep_table(sweep, logger, "methods", f"methods-{sweep.name}", COLUMNS, rows, {"runs": len(runs)})
-
-
-def _log_sweep_table(sweep: Path, logger: DictConfig, kind: str, name: str, columns: tuple[str, ...],
+def log_sweep_table(sweep: Path, logger: DictConfig, kind: str, name: str, columns: tuple[str, ...],
                      rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """A sweep's table and its ``<kind>.png`` in a W&B run of their own (job type ``kind``) in the
     sweep's group."""
