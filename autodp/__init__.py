@@ -15,9 +15,13 @@ OmegaConf.register_new_resolver("autodp_cache", lambda *parts: str(cache_root().
 
 
 def _short_dirname(name: str, limit: int = 120) -> str:
-    """A multirun cell's folder name from its overrides, cut and made unique by a hash when too
-    long for a file name (a cell with many overrides)."""
-    return name if len(name) <= limit else f"{name[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    """A multirun cell's folder name from its overrides: one folder, however many overrides or
+    path values (cache.dir=/a/b) it holds. A name cut or stripped of separators ends in a hash
+    of the full name, so two cells never share a folder."""
+    safe = name.replace(os.sep, "_")
+    if safe == name and len(name) <= limit:
+        return name
+    return f"{safe[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 # conf/config.yaml: hydra.sweep.subdir

@@ -29,7 +29,9 @@ parser.add_argument("--seeds", default="0,1,2")
 parser.add_argument("--out", default=str(ROOT / "outputs" / "methods" / time.strftime("%Y-%m-%d_%H-%M-%S")))
 args, overrides = parser.parse_known_args()
 
-cmd = [sys.executable, "launch.py", "-m", f"search={args.methods}", f"dataset={args.datasets}", f"seed={args.seeds}",
+# Hydra runs the product with the first override outermost: seed first, so a sweep cut short
+# still holds every method for the seeds it finished.
+cmd = [sys.executable, "launch.py", "-m", f"seed={args.seeds}", f"dataset={args.datasets}", f"search={args.methods}",
        *overrides, f"hydra.sweep.dir={args.out}"]
 print(" ".join(cmd), flush=True)
 subprocess.run(cmd, cwd=ROOT, check=True)

@@ -38,6 +38,14 @@ def test_run_dir_follows_resume(tmp_path):
     assert cfg.hydra.run.dir == str(tmp_path)
 
 
+@pytest.mark.parametrize("overrides", ["cache.dir=/shared/crm,seed=0", "seed=" + "1" * 200])
+def test_a_multirun_cell_is_one_folder_of_its_own(overrides):
+    # A path value once made a cell of nested folders, one per '/' of cache.dir=/a/b.
+    cell = OmegaConf.create({"d": f"${{autodp_dirname:'{overrides}'}}"}).d
+    other = OmegaConf.create({"d": f"${{autodp_dirname:'{overrides}2'}}"}).d
+    assert "/" not in cell and len(cell) <= 120 and cell != other
+
+
 def test_an_unknown_search_method_fails_clearly_before_any_work(tmp_path):
     r = subprocess.run([sys.executable, "launch.py", "search=sela", "agent=heuristic", f"hydra.run.dir={tmp_path}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
