@@ -1,16 +1,19 @@
 """Check a composed config before any work: every value in its range, with the key named, and no
 settings that contradict each other. A value is checked whether or not its group is switched on
 (``accel.dps.ratio`` under ``accel=none`` too), so a config that runs today still runs after
-one more switch is flipped. An unknown search method is Hydra's error (conf/search lists them)."""
+one more switch is flipped. An unknown search method is Hydra's error (conf/search lists them).
+A key's legal names come from the module that reads it, so they are written once.
+``Search`` checks its own arguments with the same rules (``check_values``, ``check_search``)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from autodp.errors import UserError
-from autodp.search.loop import check_settings
+from autodp.evaluate.estimate import CORRECTIONS, PICKS
+from autodp.evaluate.finetune import BUDGETS, ORDERS
 
 
 class ConfigError(UserError):
@@ -32,15 +35,19 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _one_of(key: str, names: Sequence[str]) -> Rule:
+    return Rule(key, lambda v: v in names, " or ".join(repr(n) for n in names))
+
+
 RULES = (
     Rule("search.max_rounds", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     Rule("search.max_strategies", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     Rule("search.budget", lambda v: _int(v) and v >= 1, "an integer >= 1 (null: no limit)", True),
     Rule("search.min_rounds", lambda v: _int(v) and v >= 0, "an integer >= 0"),
     Rule("search.repeat_reasks", lambda v: _int(v) and v >= 0, "an integer >= 0"),
-    Rule("search.pick", lambda v: v in ("top", "significant"), "'top' or 'significant'"),
+    _one_of("search.pick", PICKS),
     Rule("search.z", lambda v: _number(v) and v > 0, "a number > 0"),
-    Rule("search.correction", lambda v: v in ("bonferroni", "none"), "'bonferroni' or 'none'"),
+    _one_of("search.correction", CORRECTIONS),
     Rule("search.confirm_tie", lambda v: _number(v) and v >= 0, "a number >= 0"),
     Rule("dataset.train_limit", lambda v: _int(v) and v >= 1, "an integer >= 1 (null: every row)", True),
     Rule("dataset.val_rows", lambda v: _int(v) and v >= 0, "an integer >= 0", True),
@@ -50,33 +57,35 @@ RULES = (
     Rule("eval.target_rows", lambda v: _int(v) and v >= 0, "an integer >= 0"),
     Rule("eval.batch_size", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     Rule("accel.dps.ratio", lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
-    Rule("finetune.order", lambda v: v in ("shuffle", "row_hash"), "'shuffle' or 'row_hash'"),
+    _one_of("finetune.order", ORDERS),
+    _one_of("finetune.budget", BUDGETS),
     Rule("max_row_bytes", lambda v: _int(v) and v >= 1, "an integer >= 1 (null: no limit)", True),
 )
 
 
-def _check_ranges(cfg: DictConfig) -> None:
+def check_values(values: Mapping[str, Any]) -> None:
+    """Raise ConfigError, naming the key, on the first value out of its range; ``values`` maps
+    config keys to values, and keys without a rule or absent are not checked."""
     for rule in RULES:
-        # keys a run saved by an older version lacks are not checked
-        if OmegaConf.select(cfg, rule.key, default="__absent__") == "__absent__":
+        if rule.key not in values:
             continue
-        v = OmegaConf.select(cfg, rule.key)
+        v = values[rule.key]
         if v is None and rule.nullable:
             continue
         if not rule.ok(v):
             raise ConfigError(f"{rule.key}={v!r}: expected {rule.expected}")
 
 
-def _check_combinations(cfg: DictConfig) -> None:
-    """Values each in range that together make no search (the rules of autodp.search.check_settings)."""
-    s = cfg.search
-    try:
-        check_settings(s.pick, cfg.eval.seeds, s.max_rounds, s.get("budget"))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+def check_search(pick: str, seeds: int) -> None:
+    """Values each in range that together make no search."""
+    if pick == "significant" and seeds < 2:
+        raise ConfigError("search.pick=significant needs eval.seeds >= 2 (a standard error); "
+                          "raise eval.seeds or set search.pick=top")
 
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError, naming the key, on the first value a run cannot use."""
-    _check_ranges(cfg)
-    _check_combinations(cfg)
+    absent = object()  # keys a run saved by an older version lacks are not checked
+    values = {r.key: OmegaConf.select(cfg, r.key, default=absent) for r in RULES}
+    check_values({k: v for k, v in values.items() if v is not absent})
+    check_search(cfg.search.pick, cfg.eval.seeds)

@@ -75,6 +75,7 @@ def test_contradicting_search_settings_fail_before_any_work(tmp_path):
     ("search.budget=0", "search.budget=0: expected an integer >= 1"),
     ("max_row_bytes=0", "max_row_bytes=0"),
     ("finetune.order=random", "finetune.order='random': expected 'shuffle' or 'row_hash'"),
+    ("finetune.budget=tokens", "finetune.budget='tokens': expected 'epochs' or 'steps'"),
 ])
 def test_out_of_range_values_are_named_before_any_work(override, key):
     from autodp.config_checks import ConfigError, check_config

@@ -101,7 +101,7 @@ def test_pick_significant_refuses_one_seed(tmp_path):
     with pytest.raises(ValueError, match="eval.seeds >= 2"):
         Search(None, request(seeds=1), RunStore(tmp_path), run_many, synthetic({}, 0.01, 0), max_rounds=5,
                pick="significant")
-    with pytest.raises(ValueError, match="max_rounds must be >= 1"):
+    with pytest.raises(ValueError, match="search.max_rounds=-1: expected an integer >= 1"):
         Search(None, request(), RunStore(tmp_path), run_many, synthetic({}, 0.01, 0), max_rounds=-1)
 
 

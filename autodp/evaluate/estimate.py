@@ -65,11 +65,16 @@ def versus(base: EvalResult, results: Mapping[str, EvalResult]) -> tuple[dict[st
     return pooled(diffs, set(pool.values()))
 
 
+# How a search names its winner (search.pick) and splits its level over comparisons (search.correction).
+PICKS = ("top", "significant")
+CORRECTIONS = ("bonferroni", "none")
+
+
 def threshold(z: float, df: int, comparisons: int, correction: str) -> float:
     """How many standard errors s must exceed to count as a win: the one-sided level of ``z`` under
     a normal law, split over ``comparisons`` (Bonferroni) when asked, as a t quantile for ``df``."""
-    if correction not in ("bonferroni", "none"):
-        raise ValueError(f"search.correction must be 'bonferroni' or 'none', not {correction!r}")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"search.correction must be one of {CORRECTIONS}, not {correction!r}")
     alpha = stats.norm.sf(z)
     if correction == "bonferroni":
         alpha /= max(1, comparisons)

@@ -2,7 +2,7 @@
 
 Methods live in autodp/search/methods/, one file each, chosen by conf/search/<method>.yaml.
 """
-from autodp.search.loop import Executor, Search, SearchCallback, SearchOutcome, check_settings
+from autodp.search.loop import Executor, Search, SearchCallback, SearchOutcome
 from autodp.search.proposer import Context, Proposer
 
-__all__ = ["Context", "Executor", "Proposer", "Search", "SearchCallback", "SearchOutcome", "check_settings"]
+__all__ = ["Context", "Executor", "Proposer", "Search", "SearchCallback", "SearchOutcome"]

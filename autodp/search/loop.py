@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
+from autodp.config_checks import check_search, check_values
 from autodp.evaluate.estimate import Estimate, seed_scores, threshold, versus
 from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.proposal import Feedback, RoundFeedback
@@ -74,28 +75,16 @@ class SearchCallback(Protocol):
         ...
 
 
-def check_settings(pick: str, seeds: int, max_rounds: int, budget: int | None) -> None:
-    """Settings that contradict each other or make no search, refused before any work."""
-    if pick not in ("top", "significant"):
-        raise ValueError(f"search.pick must be 'top' or 'significant', not {pick!r}")
-    if max_rounds < 1:
-        raise ValueError(f"search.max_rounds must be >= 1, not {max_rounds}")
-    if budget is not None and budget < 1:
-        raise ValueError(f"search.budget must be >= 1 or null, not {budget}")
-    if seeds < 1:
-        raise ValueError(f"eval.seeds must be >= 1, not {seeds}")
-    if pick == "significant" and seeds < 2:
-        raise ValueError("search.pick=significant needs eval.seeds >= 2 (a standard error); "
-                         "raise eval.seeds or set search.pick=top")
-
-
 class Search:
     def __init__(self, proposer: Proposer, template: EvalRequest, store: RunStore, run_many: Executor,
                  evaluate: Callable[[EvalRequest], EvalResult], max_rounds: int,
                  callbacks: Sequence[SearchCallback] = (), *, pick: str = "top", z: float = 2.0,
                  correction: str = "bonferroni", repeat_reasks: int = 1, budget: int | None = None,
                  retry_failed: bool = True):
-        check_settings(pick, template.seeds, max_rounds, budget)
+        check_values({"search.pick": pick, "search.max_rounds": max_rounds, "search.budget": budget,
+                      "eval.seeds": template.seeds, "search.z": z, "search.correction": correction,
+                      "search.repeat_reasks": repeat_reasks})
+        check_search(pick, template.seeds)
         self.proposer, self.template, self.store = proposer, template, store
         self.run_many, self.evaluate, self.max_rounds = run_many, evaluate, max_rounds
         self.callbacks = list(callbacks)
