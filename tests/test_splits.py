@@ -118,7 +118,7 @@ def test_nothing_is_fitted_on_held_out_rows(planted, tmp_path, monkeypatch):
             return fn(rows, *args, **kwargs)
         return wrapped
 
-    monkeypatch.setattr(S, "build_screening", recorder("F", S.build_screening))
+    monkeypatch.setattr("autodp.accel.screening.build.build_screening", recorder("F", S.build_screening))
     monkeypatch.setattr(autodp.run, "sample_rows", recorder("DPS", autodp.run.sample_rows))
     specs = data_specs(planted, tmp_path / "splits")
     f_path = S.screening_model_path(planted)
