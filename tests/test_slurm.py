@@ -156,7 +156,7 @@ def test_h100_example_is_a_cluster_option_with_the_keys_of_cluster_slurm(tmp_pat
     (tmp_path / "cluster" / "h100.yaml").write_text((ROOT / "slurm" / "examples" / "h100.yaml").read_text())
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["cluster=h100", f"hydra.searchpath=[file://{tmp_path}]"])
-    assert cfg.cluster.kind == "slurm"
+    assert cfg.cluster.submitit == "slurm"
     assert sorted(cfg.cluster) == sorted(OmegaConf.load(reference))
 
 

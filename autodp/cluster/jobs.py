@@ -59,7 +59,7 @@ def parameters(cfg: Any) -> dict[str, Any]:
     """submitit's parameters from the ``cluster`` config (unset keys left to submitit)."""
     p = {"name": "autodp-eval", "timeout_min": cfg.timeout_min, "cpus_per_task": cfg.cpus_per_task,
          "gpus_per_node": cfg.gpus_per_node, "mem_gb": cfg.get("mem_gb")}
-    if cfg.kind == "slurm":
+    if cfg.submitit == "slurm":
         p.update(slurm_partition=cfg.partition, slurm_account=cfg.account, slurm_qos=cfg.qos,
                  slurm_setup=list(cfg.setup), slurm_additional_parameters=dict(cfg.additional_parameters),
                  slurm_array_parallelism=cfg.array_parallelism, slurm_signal_delay_s=cfg.signal_delay_s)
@@ -90,9 +90,10 @@ def _exception_name(trace: str) -> str:
 
 
 class JobExecutor:
-    def __init__(self, cfg: Any, store: RunStore, folder: Path):
+    def __init__(self, cfg: Any, store: RunStore):
         self.cfg, self.store = cfg, store
-        self.cluster = "slurm" if cfg.kind == "slurm" else "local"
+        self.cluster = cfg.submitit
+        folder = Path(cfg.folder or store.path("jobs"))
         # No requeue on a time limit: this executor retries it like any other death, within max_retries.
         self.executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster,
                                               **{f"{self.cluster}_max_num_timeout": 0})
