@@ -139,7 +139,7 @@ def test_multirun_over_accel_and_datasets_writes_the_timing_grid(tmp_path):
     sweep = tmp_path / "sweep"
     r = subprocess.run([sys.executable, "launch.py", "-m", "accel=none,dps", "dataset=cmd,cmedqa2", "agent=heuristic",
                         "teams=cleaning", "dataset.train_limit=60", "eval.val_limit=30", "search.max_rounds=1",
-                        "search.min_rounds=1", f"hydra.sweep.dir={sweep}"],
+                        "search.min_rounds=1", "eval.seeds=2", "search.confirm=false", f"hydra.sweep.dir={sweep}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-5000:]
     results = sorted(sweep.glob("*/results.json"))

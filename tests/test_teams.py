@@ -10,6 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from autodp.accel.crm import Crm
 from autodp.accel.screening import screening_model_path
 from autodp.data.io import load_rows, write_rows
 from autodp.data.noise import inject_noise
@@ -56,10 +57,15 @@ def test_every_strategy_of_the_space_runs_on_the_shipped_sample(cmd_rows, tmp_pa
     rows = sample(cmd_rows)
     space = strategy_space()
     assert len(space) == 65
+    # As a search with CRM runs them: each of the 64 distinct prefixes is processed once (not the
+    # 196 team runs of 65 strategies from scratch), and a strategy continues from its stored prefix.
+    crm = Crm(tmp_path / "crm")
     t0 = time.perf_counter()
     for strategy in space:
-        out, reports = apply_strategy(strategy, rows, teams, context)
+        out, reports = apply_strategy(strategy, rows, teams, context, crm)
         assert [r.op for r in reports] == op_names(strategy, teams), strategy.key
+        # the space lists shorter strategies first, so every proper prefix was stored before
+        assert sum(not r.cached for r in reports) == len(op_names(Strategy(strategy.teams[-1:]), teams)), strategy.key
         n = len(rows)
         for rep in reports:  # each operator gets what the previous one returned
             assert rep.rows_in == n, (strategy.key, rep)
