@@ -1,11 +1,13 @@
 """Build the screening model F on the shipped CMD rows and report how good and how fast it is.
 
-Usage: python benchmarks/screening.py [hydra overrides, e.g. screening.beta=2]
+Usage: python benchmarks/screening.py [--holdout NAME=FILE ...] [hydra overrides, e.g. screening.beta=2]
 Prints each rule's hit rate, F's precision/recall/F1 on held-out rows (a) against the weak
 labels and (b) against known injected noise, F beside the rules alone and the classifier alone,
-the same on further held-out files when present (cMedQA2 eval ships; CMD eval lives in shared/),
-training time, and inference speed with the embedding cache off. Counts and metrics only.
+the same on further held-out files (cMedQA2's eval ships; add others with --holdout, e.g. CMD's
+1,000-row eval file of the shared data), training time, and inference speed with the embedding
+cache off. Counts and metrics only.
 """
+import argparse
 import os
 import sys
 import time
@@ -19,8 +21,12 @@ from autodp.accel.screening import (build_screening, compose, evaluate_holdout, 
                                     weak_labels)
 from autodp.data.io import load_rows  # noqa: E402
 
+parser = argparse.ArgumentParser()
+parser.add_argument("--holdout", action="append", default=[], metavar="NAME=FILE",
+                    help="a further held-out JSONL file to score F on (repeatable)")
+args, overrides = parser.parse_known_args()
 EXTRA = {"cmedqa2 eval (other site, shipped)": ROOT / "autodp/data/samples/cmedqa2/eval.jsonl",
-         "cmd eval (disjoint questions, shared/)": Path("/work/shared/data/cmd/eval.jsonl")}
+         **{name: Path(path) for name, _, path in (h.partition("=") for h in args.holdout)}}
 
 
 def line(name: str, m: dict) -> str:
@@ -38,7 +44,7 @@ def report(metrics: dict) -> None:
         for k, v in metrics["known_noise_recall_by_kind"].items()))
 
 
-cfg = compose(sys.argv[1:])
+cfg = compose(overrides)
 rows = training_rows(cfg)
 t0 = time.perf_counter()
 model = build_screening(rows, cfg.screening)
@@ -53,10 +59,9 @@ for name, rate in m["rule_hit_rate"].items():
 print(f"\nheld-out split of the same file ({m['split_rows']['test']} rows):")
 report(m)
 for name, path in EXTRA.items():
-    if path.is_file():
-        extra = load_rows(path)
-        print(f"\n{name}, {len(extra)} rows:")
-        report(evaluate_holdout(model, extra, cfg.screening.holdout, int(cfg.screening.seed) + 3))
+    extra = load_rows(path)
+    print(f"\n{name}, {len(extra)} rows:")
+    report(evaluate_holdout(model, extra, cfg.screening.holdout, int(cfg.screening.seed) + 3))
 
 t0 = time.perf_counter()
 flags = model.predict(rows, cache=False)
