@@ -238,7 +238,8 @@ def test_a_search_runs_its_evaluations_as_slurm_array_jobs(slurm_cluster, tmp_pa
 @pytest.mark.slurm
 def test_a_killed_driver_reattaches_to_its_submitted_jobs(slurm_cluster, tmp_path):
     run_dir = tmp_path / "run"
-    driver = launch(run_dir, wait=False)
+    one_round = ("search.max_rounds=1", "search.min_rounds=1")  # none, then an array of 2: enough to kill in
+    driver = launch(run_dir, *one_round, wait=False)
     journal = run_dir / "jobs.jsonl"
     deadline = time.time() + 600
     while time.time() < deadline and sum(1 for _ in RunStore(run_dir).read("jobs.jsonl")) < 2:
@@ -247,7 +248,7 @@ def test_a_killed_driver_reattaches_to_its_submitted_jobs(slurm_cluster, tmp_pat
     os.killpg(driver.pid, signal.SIGKILL)  # jobs of round 1 are queued or running
     driver.wait()
     submitted = RunStore(run_dir).read("jobs.jsonl")
-    launch(run_dir, f"resume={run_dir}")
+    launch(run_dir, *one_round, f"resume={run_dir}")
     after = RunStore(run_dir).read("jobs.jsonl")
     assert after[:len(submitted)] == submitted
     # every request submitted before the kill was followed, not submitted again

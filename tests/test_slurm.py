@@ -20,6 +20,9 @@ from autodp.store import RunStore
 from conftest import ROOT, SLURM_DIR, slurm_unavailable
 from test_search import SMALL
 
+# These tests are about where the search runs, not how long it searches.
+ONE_ROUND = ["search.max_rounds=1", "search.min_rounds=1"]
+
 # The jobs unpickle meet() below: ship it by value, this file is not importable there.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 SCRIPT = ROOT / "slurm" / "local-cluster.sh"
@@ -98,7 +101,7 @@ def test_hydra_multirun_cells_run_as_slurm_jobs(slurm_cluster, tmp_path):
     nested = ["cluster=slurm", "cluster.gpus_per_node=0", "cluster.cpus_per_task=1", "cluster.mem_gb=2",
               "cluster.poll_s=1", "hydra.launcher.mem_gb=null", "hydra.launcher.mem_per_cpu=1G"]
     r = subprocess.run([sys.executable, "launch.py", "-m", "dataset=cmd,cmedqa2", "hydra/launcher=slurm",
-                        "hydra.launcher.timeout_min=30", *SMALL, "agent=heuristic", *nested,
+                        "hydra.launcher.timeout_min=30", *SMALL, "agent=heuristic", *nested, *ONE_ROUND,
                         f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     results = sorted(sweep.glob("*/results.json"))
@@ -130,7 +133,7 @@ def test_driver_sbatch_runs_a_search_and_resumes_its_run_dir(slurm_cluster, tmp_
 
     def driver() -> str:
         r = subprocess.run(["sbatch", "--wait", "--parsable", "--mem=2G", f"--output={tmp_path}/driver-%j.out",
-                            "slurm/driver.sbatch", *SMALL, "agent=heuristic"],
+                            "slurm/driver.sbatch", *SMALL, "agent=heuristic", *ONE_ROUND],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
         job_id = r.stdout.strip()
         log = (tmp_path / f"driver-{job_id}.out").read_text() if job_id else ""
