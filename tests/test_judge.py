@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from autodp.data.io import load_rows
-from autodp.judge.pairwise import OPTIONS, UNPARSED, Judgment, outcome, prompt
+from autodp.judge.pairwise import OPTIONS, UNPARSED, Judgment, judge_pairs, outcome, prompt
 from autodp.judge.verdict import LOSS, TIE, WIN, parse_verdict
 from autodp.judge.winrate import win_rate
 from conftest import ROOT
@@ -113,3 +113,26 @@ def test_a_missing_answer_is_named_and_nothing_is_written(tmp_path):
     r = judge_cli(tmp_path, "--questions", questions, "--ours", tmp_path / "bad.jsonl", "--theirs", theirs,
                   "--out", tmp_path / "out")
     assert r.returncode == 2 and "bad.jsonl:2: field 'answer'" in r.stderr
+
+
+@pytest.mark.slow
+def test_the_judge_behind_an_openai_compatible_server_gives_the_local_verdicts(tmp_path):
+    """judge=openai (GPT-4's path) against autodp's own OpenAI-compatible server over the local
+    judge's model: the same prompts, constrained the same way, give the same verdicts."""
+    from autodp.judge.__main__ import compose_judge
+    from autodp.llm.client import build_client
+    from autodp.llm.serve import serve
+
+    rows = load_rows(ROOT / "autodp" / "data" / "samples" / "cmd" / "test.jsonl", limit=2)
+    args = ([r["id"] for r in rows], [r["instruction"] for r in rows], [r["output"] for r in rows],
+            [r["output"][:8] for r in rows])
+    local_cfg = compose_judge(["llm.client.cache=false"])  # judge=local is the operators' model
+    local = build_client(local_cfg.client)
+    expected = judge_pairs(local, *args, structured=True)
+    with serve(local.backend) as url:
+        cfg = compose_judge(["judge=openai", f"judge.client.base_url={url}", f"judge.client.model={local.model}",
+                             "judge.client.chat=false", "judge.client.cache=false", "judge.structured=true"])
+        remote = build_client(cfg.client)
+        assert remote.backend.__class__.__name__ == "OpenAIBackend"
+        assert judge_pairs(remote, *args, structured=cfg.structured) == expected
+    assert all(j.outcome != UNPARSED for j in expected)
