@@ -113,6 +113,8 @@ def test_a_missing_answer_is_named_and_nothing_is_written(tmp_path):
     r = judge_cli(tmp_path, "--questions", questions, "--ours", tmp_path / "bad.jsonl", "--theirs", theirs,
                   "--out", tmp_path / "out")
     assert r.returncode == 2 and "bad.jsonl:2: field 'answer'" in r.stderr
+    r = judge_cli(tmp_path, "--questions", questions, "--ours", tmp_path, "--theirs", theirs, "--out", tmp_path / "out")
+    assert r.returncode == 2 and f"{tmp_path}: is a directory" in r.stderr and not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

@@ -34,7 +34,8 @@ CHUNK = 16  # questions per judge call: the progress bar's step
 def read_answers(path: Path) -> dict[str, str]:
     """id -> answer; a bad line names the file, the line and the field."""
     if not path.is_file():
-        raise DataError(path, None, None, "no such file; a JSONL file of {\"id\", \"answer\"} lines is expected")
+        what = "is a directory" if path.is_dir() else "no such file"
+        raise DataError(path, None, None, f"{what}; a JSONL file of {{\"id\", \"answer\"}} lines is expected")
     answers: dict[str, str] = {}
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
