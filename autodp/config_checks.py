@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from autodp.errors import UserError
 from autodp.evaluate.estimate import CORRECTIONS, PICKS
-from autodp.evaluate.finetune import BUDGETS, ORDERS
+from autodp.evaluate.schedule import BUDGETS, ORDERS
 
 
 class ConfigError(UserError):

@@ -33,7 +33,8 @@ from transformers import AutoModelForCausalLM, Qwen2Config, TrainerCallback  # n
 
 import autodp  # noqa: E402,F401 - registers the config resolvers
 from autodp.data.io import load_rows  # noqa: E402
-from autodp.evaluate.finetune import build_trainer, grad_accum, training_args  # noqa: E402
+from autodp.evaluate.finetune import build_trainer, training_args  # noqa: E402
+from autodp.evaluate.schedule import grad_accum  # noqa: E402
 from autodp.evaluate.lm import char_tokenizer  # noqa: E402
 
 H100_BF16_FLOPS = 989e12

@@ -17,7 +17,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qw
 import autodp  # noqa: F401 - registers the config resolvers
 from autodp.data.io import write_rows
 from autodp.evaluate.ds_train import METRICS, launch_command, load_trained
-from autodp.evaluate.finetune import answer_nll, build_trainer, encode, grad_accum, row_hash_order, training_args
+from autodp.evaluate.finetune import answer_nll, build_trainer, encode, training_args
+from autodp.evaluate.schedule import grad_accum, row_hash_order
 from autodp.evaluate.packing import collate_packed, pack
 from conftest import ROOT, SAMPLES
 

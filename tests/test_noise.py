@@ -186,7 +186,7 @@ def test_confirmation_scores_the_arms_on_test_pairs_rows_and_resumes(tmp_path):
 
 
 def test_matched_budget_trains_every_strategy_for_the_unprocessed_datas_steps(monkeypatch):
-    from autodp.evaluate.finetune import matched_budget
+    from autodp.evaluate.schedule import matched_budget
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     ft = {"batch_size": 16, "epochs": 1, "budget": "steps"}

@@ -14,7 +14,8 @@ from autodp.accel.crm import Crm, score_key
 from autodp.accel.screening import ScreeningModel
 from autodp.data.io import DataError, Row, fingerprint, load_spec, write_rows
 from autodp.evaluate import ds_train
-from autodp.evaluate.finetune import answer_nll, matched_budget, train
+from autodp.evaluate.finetune import answer_nll, train
+from autodp.evaluate.schedule import matched_budget
 from autodp.evaluate.lm import load_base
 from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.ops.base import OpReport, TeamNotAvailable

@@ -5,9 +5,7 @@ trained and scored on answers only: what data processing changes is the answers 
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import tempfile
 from functools import partial
 from typing import Any
@@ -19,6 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, Trai
 
 from autodp.data.io import Row
 from autodp.evaluate.packing import collate_packed, pack, pad_right
+from autodp.evaluate.schedule import ORDERS, grad_accum, row_hash_order
 
 
 def encode(rows: list[Row], tok: PreTrainedTokenizerBase, template: str, max_length: int,
@@ -41,34 +40,6 @@ def collate(batch: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.T
     return out
 
 
-def grad_accum(cfg: dict[str, Any]) -> int:
-    """Micro-batches per optimizer step: ``global_batch_size`` over this job's ranks when set."""
-    if "global_batch_size" not in cfg:
-        return cfg.get("grad_accum", 1)
-    per_step = cfg["batch_size"] * int(os.environ.get("WORLD_SIZE", 1))
-    if cfg["global_batch_size"] % per_step:
-        raise ValueError(f"global_batch_size {cfg['global_batch_size']} is not a multiple of batch_size x ranks "
-                         f"= {per_step}")
-    return cfg["global_batch_size"] // per_step
-
-
-BUDGETS = ("epochs", "steps")
-
-
-def matched_budget(cfg: dict[str, Any], reference_rows: int) -> dict[str, Any]:
-    """The ``finetune`` config with its training compute fixed (``budget: steps``): as many optimizer
-    steps as ``epochs`` over ``reference_rows`` (the unprocessed input) take, whatever a strategy
-    kept, so removing rows does not also mean training less. ``budget: epochs`` leaves it as is, and
-    so does an explicit ``max_steps``, which fixes the compute already."""
-    budget = cfg.get("budget", "epochs")
-    if budget not in BUDGETS:
-        raise ValueError(f"finetune.budget must be one of {BUDGETS}, not {budget!r}")
-    if budget == "epochs" or cfg.get("max_steps", -1) > 0:
-        return cfg
-    per_step = cfg["batch_size"] * grad_accum(cfg) * int(os.environ.get("WORLD_SIZE", 1))
-    return {**cfg, "max_steps": max(1, math.ceil(reference_rows * cfg.get("epochs", 1) / per_step))}
-
-
 def training_args(cfg: dict[str, Any], output_dir: str, seed: int, progress: bool = False) -> TrainingArguments:
     """TrainingArguments from the ``finetune`` config; with ``cfg["deepspeed"]`` the HF Trainer runs
     DeepSpeed. Under ZeRO-3, build these before loading the model so that it loads partitioned."""
@@ -84,22 +55,11 @@ def training_args(cfg: dict[str, Any], output_dir: str, seed: int, progress: boo
         dataloader_num_workers=0, remove_unused_columns=False, use_cpu=not torch.cuda.is_available())
 
 
-ORDERS = ("shuffle", "row_hash")
-
-
 class _InOrder(Trainer):
     """Batches in the dataset's own order (``order: row_hash`` has already ordered it)."""
 
     def _get_train_sampler(self, *args: Any, **kwargs: Any) -> SequentialSampler:
         return SequentialSampler(self.train_dataset)
-
-
-def row_hash_order(rows: list[Row], seed: int) -> list[Row]:
-    """Rows sorted by a hash of (seed, row id): two strategies' data share the order of the rows
-    they share. A shuffle of positions reorders every row as soon as one is removed, so 'the same
-    seed' would pair nothing but the initialisation."""
-    key = lambda r: hashlib.sha256(f"{seed}/{r.get('id') or r['instruction'] + r['output']}".encode()).digest()
-    return sorted(rows, key=key)
 
 
 def build_trainer(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[Row], cfg: dict[str, Any],

@@ -31,7 +31,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import PreTrainedModel
 
 from autodp.data.io import TEXT_FIELDS, Row, load_spec
-from autodp.evaluate.finetune import collate, encode, grad_accum
+from autodp.evaluate.finetune import collate, encode
+from autodp.evaluate.schedule import grad_accum
 from autodp.evaluate.lm import load_base
 from autodp.ops.base import Operator, TeamNotAvailable, register
 from autodp.strategy import Team
