@@ -11,13 +11,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from autodp.agent import (Agent, AgentError, HeuristicAgent, ParseError, RoundFeedback, Rules, answer_schema,
                           build_agent, derive_seed, parse_json, parse_text, render_prompt)
 from autodp.strategy import Strategy, Team, strategy_space
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "agent"
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def agent_config(name: str):
+    """conf/agent/<name>.yaml as a run composes it (the LLM agents extend heuristic.yaml)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=[f"agent={name}"]).agent
 S = Strategy.parse
 C, CG, CO, CS = S("cleaning"), S("cleaning>generation"), S("cleaning>optimization"), S("cleaning>selection")
 
@@ -333,15 +340,15 @@ def test_agent_package_imports_no_data_code():
 
 def test_agent_configs_build():
     for name in ("heuristic", "smollm2", "transformers", "openai"):
-        cfg = OmegaConf.load(CONF / f"{name}.yaml")
+        cfg = agent_config(name)
         assert {"backend", "structured", "max_reprompts", "fallback", "heuristic"} <= set(cfg)
-    agent = build_agent(OmegaConf.load(CONF / "heuristic.yaml"), max_strategies=3, min_rounds=3, seed=1,
+    agent = build_agent(agent_config("heuristic"), max_strategies=3, min_rounds=3, seed=1,
                         allowed_teams=["cleaning", "selection"])
     assert agent.backend is None and agent.teams == (Team.CLEANING, Team.SELECTION) and agent.max_strategies == 3
-    agent = build_agent(OmegaConf.load(CONF / "openai.yaml"))  # builds a client, connects to nothing
+    agent = build_agent(agent_config("openai"))  # builds a client, connects to nothing
     assert agent.structured and agent.backend.client.model == "Qwen/Qwen3-32B"
     with pytest.raises(Exception, match="model"):
-        build_agent(OmegaConf.load(CONF / "transformers.yaml"))  # model: ??? must be set
+        build_agent(agent_config("transformers"))  # model: ??? must be set
 
 
 class _ChatServer(BaseHTTPRequestHandler):
@@ -371,7 +378,7 @@ def test_openai_backend_retries_and_sends_the_schema():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        cfg = dict(OmegaConf.load(CONF / "openai.yaml"), base_url=f"http://127.0.0.1:{server.server_port}/v1",
+        cfg = dict(agent_config("openai"), base_url=f"http://127.0.0.1:{server.server_port}/v1",
                    model="m", retries=1, backoff=0.01, cache=False)
         p = build_agent(cfg, seed=3).propose(1, [])
     finally:
@@ -389,7 +396,7 @@ def test_openai_backend_retries_and_sends_the_schema():
 def test_smollm2_structured_proposals():
     """The real SmolLM2-135M through the transformers backend, constrained by the JSON schema."""
     t0 = time.perf_counter()
-    agent = build_agent(OmegaConf.load(CONF / "smollm2.yaml"), min_rounds=3, seed=0)
+    agent = build_agent(agent_config("smollm2"), min_rounds=3, seed=0)
     backend = agent.backend.client.backend
     print(f"\nSmolLM2 load (incl. any GGUF conversion): {time.perf_counter() - t0:.1f} s")
     for rnd, history in ((1, []), (2, [ROUND1])):
