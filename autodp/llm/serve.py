@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=8000)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    backend = build_client(OmegaConf.load(args.config)).backend
+    cfg = OmegaConf.load(args.config)
+    backend = build_client(cfg.client if "client" in cfg else cfg).backend  # conf/llm nests it; a bare client too
     with serve(backend, args.host, args.port) as url:
         log.info("serving %s at %s", backend.model_id, url)
         threading.Event().wait()
