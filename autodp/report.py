@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from autodp.accel import accel_name
 from autodp.confirm import lines as confirm_lines
@@ -197,6 +197,13 @@ def _source(p: dict[str, Any]) -> str:
     return str(meta.get("source") or meta.get("expansion") or "-")
 
 
+def _agent_name(agent: DictConfig) -> str:
+    """The agent's model, or 'heuristic'; a run saved before agent.client existed names its backend."""
+    if agent.get("client"):
+        return f"{agent.client.backend}: {agent.client.model}"
+    return str(agent.get("backend", "heuristic"))
+
+
 def run_section(run: Run) -> str:
     res = run.results
     best = res["best"]
@@ -210,7 +217,7 @@ def run_section(run: Run) -> str:
              ("stopped because", res["stop_reason"]), ("r0 (no processing)", _fmt(res["r0"], sign=False)),
              ("agent answers", ", ".join(f"{k}: {v}" for k, v in res["agent_rounds"].items())
               + f"; {res['reprompts']} re-prompt(s)"),
-             ("agent", str(run.config.agent.backend)), ("run dir", str(run.dir))]
+             ("agent", _agent_name(run.config.agent)), ("run dir", str(run.dir))]
     rows, classes = [], []
     for r in run.rows():
         cached = [x for x, on in (("repeat", r["repeat"]), ("score", r["score_cached"]),

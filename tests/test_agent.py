@@ -341,7 +341,8 @@ def test_agent_package_imports_no_data_code():
 def test_agent_configs_build():
     for name in ("heuristic", "smollm2", "transformers", "openai"):
         cfg = agent_config(name)
-        assert {"backend", "structured", "max_reprompts", "fallback", "heuristic"} <= set(cfg)
+        assert {"client", "feedback", "structured", "max_reprompts", "fallback", "heuristic"} == set(cfg)
+        assert (cfg.client is None) == (name == "heuristic")
     agent = build_agent(agent_config("heuristic"), max_strategies=3, min_rounds=3, seed=1,
                         allowed_teams=["cleaning", "selection"])
     assert agent.backend is None and agent.teams == (Team.CLEANING, Team.SELECTION) and agent.max_strategies == 3
@@ -378,8 +379,9 @@ def test_openai_backend_retries_and_sends_the_schema():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        cfg = dict(agent_config("openai"), base_url=f"http://127.0.0.1:{server.server_port}/v1",
-                   model="m", retries=1, backoff=0.01, cache=False)
+        cfg = dict(agent_config("openai"))
+        cfg["client"] = {**cfg["client"], "base_url": f"http://127.0.0.1:{server.server_port}/v1", "model": "m",
+                         "retries": 1, "backoff": 0.01, "cache": False}
         p = build_agent(cfg, seed=3).propose(1, [])
     finally:
         server.shutdown()

@@ -103,7 +103,7 @@ class Recording:
 
     def __init__(self):
         from autodp.agent import build_agent
-        self.agent, self.seen = build_agent({"backend": "heuristic"}, max_strategies=3, min_rounds=2), []
+        self.agent, self.seen = build_agent({"client": None}, max_strategies=3, min_rounds=2), []
 
     def propose(self, rnd, history, note=None):
         self.seen.append(list(history))

@@ -16,7 +16,7 @@ GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 # Mandatory values (???) a user must set, e.g. a local model path.
 NEEDS = {**{("finetune", f"qwen2.5-1.5b{v}"): ["finetune.model.path=/models/qwen"] for v in ("", "-zero3", "-lora")},
-         ("agent", "transformers"): ["agent.model=/models/agent"]}
+         ("agent", "transformers"): ["agent.client.model=/models/agent"]}
 
 
 def test_expected_groups_exist():

@@ -127,7 +127,7 @@ class Evaluator:
 
 
 def search(store: RunStore, evaluate: Evaluator, **kw) -> Search:
-    agent = build_agent({"backend": "heuristic"}, max_strategies=2, min_rounds=1)
+    agent = build_agent({"client": None}, max_strategies=2, min_rounds=1)
     return Search(agent, request(), store, lambda fn, reqs: map(fn, reqs), evaluate, max_rounds=1, pick="top", **kw)
 
 

@@ -65,7 +65,7 @@ def run_many(fn, reqs):
 
 def context(teams=tuple(Team), seed: int = 0) -> Context:
     return Context(teams=tuple(teams), seed=seed,
-                   agent=lambda: build_agent({"backend": "heuristic"}, max_strategies=4, min_rounds=3, seed=seed,
+                   agent=lambda: build_agent({"client": None}, max_strategies=4, min_rounds=3, seed=seed,
                                              allowed_teams=list(teams)))
 
 
@@ -134,7 +134,7 @@ def test_greedy_evaluates_the_agents_first_round_and_returns_its_best(tmp_path):
     s = table()
     ev = Evaluator(s)
     out = search(RunStore(tmp_path), "greedy", ev)
-    first = build_agent({"backend": "heuristic"}, max_strategies=4, min_rounds=3).propose(1, []).strategies
+    first = build_agent({"client": None}, max_strategies=4, min_rounds=3).propose(1, []).strategies
     assert ev.calls == ["none", *(f.key for f in first)]  # one round, no refinement
     assert [p["decision"] for p in out.rounds] == ["continue", "best_team"]
     assert out.best == max(first, key=lambda f: s[f.key])

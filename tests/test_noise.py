@@ -48,7 +48,7 @@ def run_many(fn, reqs):
 
 
 def simulate(tmp: Path, means: dict[str, float], trial: int, pick: str = "significant", **kw):
-    agent = build_agent({"backend": "heuristic"}, max_strategies=4, min_rounds=5)
+    agent = build_agent({"client": None}, max_strategies=4, min_rounds=5)
     return Search(agent, request(), RunStore(tmp / f"run{trial}"), run_many, synthetic(means, 0.01, trial),
                   max_rounds=3, pick=pick, **kw).run()
 
@@ -118,7 +118,7 @@ def test_feedback_with_noise_marks_scores_within_noise():
     paper = render_prompt(2, history, rules, False, "paper")
     assert "Feedback Score: 0.0312\n" in paper and "±" not in paper
     with pytest.raises(ValueError, match="agent.feedback"):
-        build_agent({"backend": "heuristic", "feedback": "loud"})
+        build_agent({"client": None, "feedback": "loud"})
 
 
 class Repeating:

@@ -113,10 +113,10 @@ class ClientBackend:
 def build_agent(agent_cfg: Mapping, *, max_strategies: int = 4, min_rounds: int = 2, seed: int = 0,
                 allowed_teams: tuple[Team, ...] | list[Team] | None = None, max_teams: int = MAX_TEAMS) -> Agent:
     """An Agent from a conf/agent/*.yaml mapping (a dict or an OmegaConf node); the search limits
-    come from the caller's config. Besides the agent's own keys, the mapping is a conf/llm one
-    (backend, model, sampling, the backend's keys), or ``backend: heuristic`` for no model."""
+    come from the caller's config. ``client`` is an LLM client config of conf/llm's shape (backend,
+    model, sampling, the backend's keys), or null for the rule-based agent alone."""
     cfg = dict(agent_cfg)
-    kind = cfg.pop("backend")
+    client = cfg.pop("client", None)
     structured, max_reprompts = bool(cfg.pop("structured", False)), int(cfg.pop("max_reprompts", 2))
     feedback = cfg.pop("feedback", "paper")
     if feedback not in FEEDBACK:
@@ -125,12 +125,9 @@ def build_agent(agent_cfg: Mapping, *, max_strategies: int = 4, min_rounds: int 
     if fallback not in ("heuristic", None):
         raise ValueError(f"agent.fallback must be 'heuristic' or null, not {fallback!r}")
     heuristic = HeuristicAgent(**dict(cfg.pop("heuristic", None) or {}))
-    if kind == "heuristic":
-        if cfg:
-            raise ValueError(f"unknown keys for the heuristic agent: {sorted(cfg)}")
-        backend = None
-    else:
-        backend = ClientBackend(build_client({"backend": kind, **cfg}))
+    if cfg:
+        raise ValueError(f"unknown agent keys {sorted(cfg)}; the LLM client's keys go under agent.client")
+    backend = None if client is None else ClientBackend(build_client(client))
     return Agent(backend, heuristic=heuristic, structured=structured, max_reprompts=max_reprompts,
                  fallback=fallback is not None, max_strategies=max_strategies, max_teams=max_teams,
                  min_rounds=min_rounds, seed=seed, allowed_teams=allowed_teams or tuple(Team), feedback=feedback)
