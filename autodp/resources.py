@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,3 +35,12 @@ def resolve_path(spec: str) -> Path:
         name, _, rest = spec[4:].partition("/")
         return package_dir(name) / rest if rest else package_dir(name)
     return Path(spec).expanduser()
+
+
+def compose_config(overrides: list[str]) -> Any:
+    """The project's conf/config.yaml composed with ``overrides``, for the command-line tools
+    that run outside ``launch.py``."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides)

@@ -25,7 +25,7 @@ from autodp.errors import UserError
 from autodp.judge.pairwise import judge_pairs
 from autodp.judge.winrate import WinRate, win_rate
 from autodp.llm.client import build_client
-from autodp.resources import PROJECT_ROOT
+from autodp.resources import compose_config
 
 log = logging.getLogger("autodp.judge")
 CHUNK = 16  # questions per judge call: the progress bar's step
@@ -62,10 +62,7 @@ def table(name_ours: str, name_theirs: str, w: WinRate) -> str:
 
 
 def compose_judge(overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides).judge
+    return compose_config(overrides).judge
 
 
 def main(argv: list[str]) -> int:
@@ -112,8 +109,8 @@ def main(argv: list[str]) -> int:
     with atomic_write(args.out / "winrate.json") as f:
         json.dump({"ours": name_ours, "theirs": name_theirs, "judge": client.model, **w.as_dict()}, f, indent=2)
     with atomic_write(args.out / "winrate.md") as f:
-        f.write(table(name_ours, name_theirs, w))
-    print(table(name_ours, name_theirs, w), end="")
+        f.write(md := table(name_ours, name_theirs, w))
+    print(md, end="")
     return 0
 
 

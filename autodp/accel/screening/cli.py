@@ -6,17 +6,14 @@ import logging
 from typing import Any
 
 from autodp.accel.screening.build import build_screening, default_path, training_rows
-from autodp.resources import PROJECT_ROOT, resolve_path
+from autodp.resources import compose_config, resolve_path
 
 
 def compose(overrides: list[str]) -> Any:
     """The project config with ``overrides``; adds the screening group if config.yaml lacks it."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        if "screening" not in hydra_compose("config"):
-            overrides = ["+screening=default", *overrides]
-        return hydra_compose("config", overrides)
+    if "screening" not in compose_config([]):
+        overrides = ["+screening=default", *overrides]
+    return compose_config(overrides)
 
 
 def main(argv: list[str]) -> int:
