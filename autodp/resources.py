@@ -29,6 +29,16 @@ def package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def cpu_threads(wanted: int | None = None) -> int:
+    """Threads for torch: ``wanted`` (None: all), never more than the CPUs this process was given,
+    which in a SLURM job is its ``--cpus-per-task``. Jobs side by side on a node each default to
+    every core otherwise, and oversubscribed BLAS threads run several times slower than one each."""
+    given = len(os.sched_getaffinity(0))
+    if os.environ.get("SLURM_CPUS_PER_TASK"):
+        given = min(given, int(os.environ["SLURM_CPUS_PER_TASK"]))
+    return max(1, min(wanted or given, given))
+
+
 def resolve_path(spec: str) -> Path:
     """``pkg:NAME[/sub/path]`` points inside an installed package; anything else is a path."""
     if spec.startswith("pkg:"):

@@ -20,6 +20,7 @@ from autodp.evaluate.lm import load_base
 from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.ops.base import OpReport, TeamNotAvailable
 from autodp.ops.teams import apply_strategy
+from autodp.resources import cpu_threads
 from autodp.strategy import Strategy
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def _finetune_and_score(req: EvalRequest, processed: list[Row], seed: int) -> tu
     """FT(W_pre, processed) then Eval(., D_val): (metrics, seconds per stage)."""
     t0 = time.perf_counter()
     ft = req.finetune
-    torch.set_num_threads(ft.get("threads") or torch.get_num_threads())
+    torch.set_num_threads(cpu_threads(ft.get("threads")))
     model, tok = load_base(ft, load_spec(req.pool))
     t1 = time.perf_counter()
     metrics = train(model, tok, processed, ft, seed=seed)

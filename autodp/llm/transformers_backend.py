@@ -28,6 +28,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, DynamicCache, Pre
 
 from autodp.llm.base import Completion, Request
 from autodp.llm.local_models import local_model
+from autodp.resources import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def torch_threads(n: int | None) -> Iterator[None]:
     """torch's CPU thread count for a while, then back: it is process-wide, and the process may
     train a model with all cores once generation is done."""
     before = torch.get_num_threads()
-    torch.set_num_threads(n or before)
+    torch.set_num_threads(cpu_threads(n or before))
     try:
         yield
     finally:
