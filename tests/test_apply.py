@@ -40,9 +40,13 @@ def test_apply_exports_the_processed_set_with_counts_per_step(tmp_path):
     assert hf["id"] == [r["id"] for r in rows] and hf["output"] == [r["output"] for r in rows]
     assert m["operators"]["selection"][0]["less_select"]["keep_fraction"] == 0.5
 
-    # Applying again replaces the export whole (written beside it, then renamed in).
-    again = apply(run_dir, "strategy='cleaning>selection'", *LESS)
-    assert again.returncode == 0 and load_rows(out / "train.jsonl") == rows
+    # Applying again replaces the export whole (written beside it, then renamed in); another
+    # strategy, so that a file left from the first export would show.
+    again = apply(run_dir, "strategy=cleaning", *LESS)
+    assert again.returncode == 0
+    m2 = json.loads((out / "manifest.json").read_text())
+    assert m2["strategy"] == "cleaning" and [s["op"] for s in m2["steps"]] == [s["op"] for s in steps[:-1]]
+    assert len(load_rows(out / "train.jsonl")) == load_from_disk(str(out / "hf")).num_rows == steps[-1]["rows_in"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 

@@ -100,7 +100,7 @@ def test_privacy_canary_never_reaches_agent_or_tracking(tmp_path):
     run_dir = tmp_path / "run"
     # All four teams, so the LLM operators and LESS see the markers too (capped to a few LLM calls).
     launch(run_dir, f"dataset.train={data}", "agent=smollm2", "teams=default", "llm.max_rows=2", "llm.max_pairs=1",
-           "logger.eval_runs=true")  # every kind of W&B run: the search's and one per evaluation
+           "llm.client.max_tokens=48", "logger.eval_runs=true")  # every kind of W&B run: the search's and one per evaluation
     transcript = (run_dir / "agent" / "transcript.jsonl").read_text()
     assert "Data Cleaning Team" in transcript  # the agent really was prompted
     checked = 0

@@ -91,7 +91,7 @@ def test_every_strategy_of_the_space_runs_on_the_shipped_sample(cmd_rows, tmp_pa
 
 @pytest.mark.slow
 def test_one_strategy_with_all_four_teams_end_to_end_with_pts(cmd_rows, tmp_path):
-    cfg = config(*FAST, "llm.max_rows=2", "accel.pts.enabled=true")
+    cfg = config(*FAST, "llm.max_rows=2", "accel.pts.enabled=true", "llm.client.max_tokens=48")
     data = tmp_path / "train.jsonl"
     write_rows(data, sample(cmd_rows) + cmd_rows[48:120])
     cfg.dataset.train, cfg.dataset.train_limit = str(data), None
