@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from autodp.errors import UserError
 from autodp.evaluate.estimate import CORRECTIONS, PICKS
 from autodp.evaluate.schedule import BUDGETS, ORDERS
+from autodp.metrics import METRICS
 
 
 class ConfigError(UserError):
@@ -52,6 +53,8 @@ RULES = (
     Rule("dataset.train_limit", lambda v: _int(v) and v >= 1, "an integer >= 1 (null: every row)", True),
     Rule("dataset.val_rows", lambda v: _int(v) and v >= 0, "an integer >= 0", True),
     Rule("dataset.test_rows", lambda v: _int(v) and v >= 0, "an integer >= 0", True),
+    # R(f) inside the search scores a fine-tuned model; generation and judge metrics are task=compare's
+    _one_of("eval.metric", [m.name for m in METRICS.values() if m.needs == "model"]),
     Rule("eval.seeds", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     Rule("eval.val_limit", lambda v: _int(v) and v >= 1, "an integer >= 1 (null: every row)", True),
     Rule("eval.target_rows", lambda v: _int(v) and v >= 0, "an integer >= 0"),
@@ -59,6 +62,7 @@ RULES = (
     Rule("accel.dps.ratio", lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
     _one_of("finetune.order", ORDERS),
     _one_of("finetune.budget", BUDGETS),
+    Rule("compare.questions", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     Rule("max_row_bytes", lambda v: _int(v) and v >= 1, "an integer >= 1 (null: no limit)", True),
 )
 

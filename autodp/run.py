@@ -18,6 +18,7 @@ from autodp.apply import export
 from autodp.accel.screening import ScreeningModel, screening_model_path
 from autodp.agent import build_agent
 from autodp.cluster import build_executor
+from autodp.compare.task import run_compare
 from autodp.data.io import atomic_write, load_spec, write_rows
 from autodp.confirm import confirm
 from autodp.config_checks import ConfigError, check_config
@@ -178,7 +179,7 @@ def run_apply(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return {"signature": signature(cfg), "strategy": m["strategy"], "rows": m["output"]["rows"]}
 
 
-TASKS = {"search": run_search, "apply": run_apply}
+TASKS = {"search": run_search, "apply": run_apply, "compare": run_compare}
 
 
 def run_task(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

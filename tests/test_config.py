@@ -76,6 +76,9 @@ def test_contradicting_search_settings_fail_before_any_work(tmp_path):
     ("max_row_bytes=0", "max_row_bytes=0"),
     ("finetune.order=random", "finetune.order='random': expected 'shuffle' or 'row_hash'"),
     ("finetune.budget=tokens", "finetune.budget='tokens': expected 'epochs' or 'steps'"),
+    # a generation metric needs answers, which R(f) inside the search does not generate
+    ("eval.metric=rouge_l_char", "eval.metric='rouge_l_char': expected 'nll_per_char' or 'nll_per_token'"),
+    ("compare.questions=0", "compare.questions=0: expected an integer >= 1"),
 ])
 def test_out_of_range_values_are_named_before_any_work(override, key):
     from autodp.config_checks import ConfigError, check_config

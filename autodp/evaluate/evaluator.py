@@ -18,6 +18,7 @@ from autodp.evaluate.finetune import answer_nll, train
 from autodp.evaluate.schedule import matched_budget
 from autodp.evaluate.lm import load_base
 from autodp.evaluate.request import EvalRequest, EvalResult
+from autodp.metrics import METRICS
 from autodp.ops.base import OpReport, TeamNotAvailable
 from autodp.ops.teams import apply_strategy
 from autodp.resources import cpu_threads
@@ -99,7 +100,8 @@ def _evaluate(req: EvalRequest) -> EvalResult:
                 cached_seeds += 1
             per_seed.append(metrics)
         res.score_cached = cached_seeds == len(per_seed)
-        res.seed_scores = [-m[req.eval["metric"]] for m in per_seed]
+        metric = METRICS[req.eval["metric"]]
+        res.seed_scores = [metric.signed(m[metric.name]) for m in per_seed]
         if req.eval.get("per_row"):
             res.row_scores = [[-x for x in m["rows_nll_per_char"]] for m in per_seed]
         res.metrics.update({k: statistics.fmean(m[k] for m in per_seed) for k in per_seed[0]

@@ -21,7 +21,8 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llam
 
 from autodp.data.io import Row, fingerprint
 from autodp.evaluate.finetune import train
-from autodp.resources import cache_dir, resolve_path
+from autodp.llm.local_models import local_model
+from autodp.resources import cache_dir
 
 log = logging.getLogger(__name__)
 SPECIALS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
@@ -47,7 +48,7 @@ def load_base(ft: dict[str, Any], corpus: list[Row]) -> tuple[PreTrainedModel, P
     """Load W_pre from ``ft["model"]``; a scratch base is pre-warmed on ``corpus`` once and cached."""
     model_cfg = ft["model"]
     if model_cfg["kind"] == "pretrained":
-        path = resolve_path(model_cfg["path"])
+        path = local_model(model_cfg["path"], model_cfg.get("gguf_file"))
         tok = AutoTokenizer.from_pretrained(path)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token

@@ -18,17 +18,15 @@ import time
 from pathlib import Path
 
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
 from autodp.data.io import DataError, atomic_write, load_rows
 from autodp.errors import UserError
-from autodp.judge.pairwise import judge_pairs
-from autodp.judge.winrate import WinRate, win_rate
+from autodp.judge.pairwise import judge_questions
+from autodp.judge.winrate import table, win_rate
 from autodp.llm.client import build_client
 from autodp.resources import compose_config
 
 log = logging.getLogger("autodp.judge")
-CHUNK = 16  # questions per judge call: the progress bar's step
 
 
 def read_answers(path: Path) -> dict[str, str]:
@@ -51,14 +49,6 @@ def read_answers(path: Path) -> dict[str, str]:
             raise DataError(path, n, "id", f"duplicate id {obj['id']!r}")
         answers[obj["id"]] = obj["answer"]
     return answers
-
-
-def table(name_ours: str, name_theirs: str, w: WinRate) -> str:
-    return "\n".join([
-        "| ours | theirs | Our Wins (95% CI) | Ties | Our Losses | judged | unparsed | position consistency |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {name_ours} | {name_theirs} | {w.wins:.3f} ({w.win_low:.3f}-{w.win_high:.3f}) | {w.ties:.3f} | "
-        f"{w.losses:.3f} | {w.judged} of {w.questions} | {w.unparsed} | {w.consistency:.3f} |", ""])
 
 
 def compose_judge(overrides: list[str]) -> DictConfig:
@@ -86,21 +76,9 @@ def main(argv: list[str]) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    t0 = time.perf_counter()
     cfg = compose_judge(overrides)
     client = build_client(cfg.client)
-    judgments, calls = [], {"generated": 0, "cached": 0}
-    with tqdm(total=len(rows), desc="judge", unit="question") as bar:
-        for start in range(0, len(rows), CHUNK):
-            chunk = rows[start:start + CHUNK]
-            ids = [r["id"] for r in chunk]
-            judgments += judge_pairs(client, ids, [r["instruction"] + r["input"] for r in chunk],
-                                     [ours[i] for i in ids], [theirs[i] for i in ids], lang=cfg.lang, seed=args.seed,
-                                     max_tokens=cfg.max_tokens, structured=cfg.structured)
-            calls = {k: v + client.last_call.get(k, 0) for k, v in calls.items()}
-            bar.update(len(chunk))
-    log.info("%d questions judged in both orders in %.1f s (%d judge calls generated, %d cached)", len(rows),
-             time.perf_counter() - t0, calls["generated"], calls["cached"])
+    judgments = judge_questions(client, rows, ours, theirs, cfg, seed=args.seed)
     w = win_rate(judgments, boot=cfg.boot, seed=args.seed)
     name_ours, _, name_theirs = args.names.partition(",")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -109,7 +87,7 @@ def main(argv: list[str]) -> int:
     with atomic_write(args.out / "winrate.json") as f:
         json.dump({"ours": name_ours, "theirs": name_theirs, "judge": client.model, **w.as_dict()}, f, indent=2)
     with atomic_write(args.out / "winrate.md") as f:
-        f.write(md := table(name_ours, name_theirs, w))
+        f.write(md := table([(name_ours, name_theirs, w)]))
     print(md, end="")
     return 0
 

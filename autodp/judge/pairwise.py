@@ -10,14 +10,20 @@ small local judge does not follow the format otherwise; a large one does not nee
 """
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import asdict, dataclass
 from importlib import resources
-from typing import Sequence
+from typing import Any, Mapping, Sequence
+
+from tqdm.auto import tqdm
 
 from autodp.judge.verdict import FLIP, parse_verdict
 from autodp.llm.client import LLMClient
 
+log = logging.getLogger(__name__)
 LANGS = ("zh", "en")
+CHUNK = 16  # questions per judge call: the progress bar's step
 UNPARSED = "unparsed"
 # The paper's three options, Response 1's view, in each prompt's language (prompts/<lang>.txt).
 OPTIONS = {"zh": ("回答1优于回答2", "回答1与回答2相当", "回答1劣于回答2"),
@@ -72,3 +78,22 @@ def judge_pairs(client: LLMClient, ids: Sequence[str], questions: Sequence[str],
     verdicts = [parse_verdict(t) for t in answers]
     pairs = zip(verdicts[0::2], verdicts[1::2])
     return [Judgment(i, a, b, outcome(a, b)) for i, (a, b) in zip(ids, pairs)]
+
+
+def judge_questions(client: LLMClient, rows: Sequence[Mapping[str, Any]], ours: Mapping[str, str],
+                    theirs: Mapping[str, str], cfg: Mapping[str, Any], seed: int = 0) -> list[Judgment]:
+    """``judge_pairs`` over dataset rows (their ``id``, ``instruction`` and ``input``) with the
+    answers keyed by id, in chunks with a progress bar; ``cfg`` is conf/judge's."""
+    t0, judgments, calls = time.perf_counter(), [], {"generated": 0, "cached": 0}
+    with tqdm(total=len(rows), desc="judge", unit="question") as bar:
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start:start + CHUNK]
+            ids = [r["id"] for r in chunk]
+            judgments += judge_pairs(client, ids, [r["instruction"] + r["input"] for r in chunk],
+                                     [ours[i] for i in ids], [theirs[i] for i in ids], lang=cfg["lang"], seed=seed,
+                                     max_tokens=cfg["max_tokens"], structured=cfg["structured"])
+            calls = {k: v + client.last_call.get(k, 0) for k, v in calls.items()}
+            bar.update(len(chunk))
+    log.info("%d questions judged in both orders in %.1f s (%d judge calls generated, %d cached)", len(rows),
+             time.perf_counter() - t0, calls["generated"], calls["cached"])
+    return judgments

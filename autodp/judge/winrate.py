@@ -39,3 +39,12 @@ def win_rate(judgments: Sequence[Judgment], *, boot: int = 2000, seed: int = 0) 
     low, high = np.quantile(means, [0.025, 0.975])
     return WinRate(len(judgments), n, share["win"], share["tie"], share["loss"], float(low), float(high),
                    sum(bool(j.consistent) for j in judged) / n, len(judgments) - n)
+
+
+def table(pairs: Sequence[tuple[str, str, WinRate]]) -> str:
+    """The paper's table, one line per (ours, theirs, win rate)."""
+    lines = ["| ours | theirs | Our Wins (95% CI) | Ties | Our Losses | judged | unparsed | position consistency |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {w.wins:.3f} ({w.win_low:.3f}-{w.win_high:.3f}) | {w.ties:.3f} | {w.losses:.3f} | "
+              f"{w.judged} of {w.questions} | {w.unparsed} | {w.consistency:.3f} |" for a, b, w in pairs]
+    return "\n".join(lines) + "\n"
