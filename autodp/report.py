@@ -4,7 +4,8 @@
 
 For a run: the score s = r - r_0 of every strategy per round with the best-so-far line, the
 strategies tried as a table (the winner highlighted), the agent's decision per round and the
-time per stage. For a sweep (any dir with several runs below it): the methods table when it
+time per stage; a task=compare run dir gets its judge and reference-metric tables. For a sweep
+(any dir with several runs below it): the methods table when it
 compares search methods (autodp/tracking/methods.py), else the timing grid of
 autodp/tracking/grid.py (paper Table 5), then one such section per run. Plots are matplotlib
 PNGs embedded as data URIs, so the file can be mailed or archived alone.
@@ -254,23 +255,45 @@ def run_dirs(path: Path) -> list[Path]:
     return sorted(p.parent for p in path.rglob("results.json"))
 
 
+def _markdown_html(md: str, left: tuple[int, ...] = (0,)) -> str:
+    """The tables of a Markdown file this project wrote as HTML tables, its other lines as paragraphs."""
+    parts, block = [], []
+    for line in [*md.strip().splitlines(), ""]:
+        if line.startswith("|"):
+            block.append([c.strip() for c in line.strip().strip("|").split("|")])
+            continue
+        if block:
+            parts.append(_table(block[0], block[2:], left=left))
+            block = []
+        if line.strip():
+            parts.append(f"<p>{html.escape(line)}</p>")
+    return "\n".join(parts)
+
+
+def _png_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
 def grid_section(sweep: Path) -> str:
     """grid.md / grid.png as the multirun callback wrote them, recomputed when missing."""
     cells = collect(sweep)
-    md = sweep / "grid.md"
-    lines = (md.read_text() if md.exists() else markdown(cells)).strip().splitlines()
-    split = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
-    table = _table(split[0], split[2:], left=(0,))
-    png = sweep / "grid.png"
-    if png.exists():
-        data = png.read_bytes()
-    else:  # a sweep whose callback did not run (e.g. cells started by hand): plot it, but leave the dir as is
-        with tempfile.TemporaryDirectory() as tmp:
-            plot_grid(cells, Path(tmp) / "grid.png")
-            data = (Path(tmp) / "grid.png").read_bytes()
-    uri = "data:image/png;base64," + base64.b64encode(data).decode()
-    return "\n".join(["<h2 id=grid>Timing grid (cf. paper Table 5)</h2>", table,
+    md, png = sweep / "grid.md", sweep / "grid.png"
+    with tempfile.TemporaryDirectory() as tmp:
+        if not png.exists():  # a sweep whose callback did not run (e.g. cells started by hand): plot it, dir untouched
+            png = Path(tmp) / "grid.png"
+            plot_grid(cells, png)
+        uri = _png_uri(png)
+    return "\n".join(["<h2 id=grid>Timing grid (cf. paper Table 5)</h2>",
+                      _markdown_html(md.read_text() if md.exists() else markdown(cells)),
                       f'<img alt="timing grid" src="{uri}">'])
+
+
+def compare_section(path: Path) -> str:
+    """task=compare's tables (compare.md) and win/tie/loss plot (autodp/compare/task.py)."""
+    png = path / "compare.png"
+    return "\n".join(["<h2 id=compare>Final evaluation: judge and reference metrics (cf. paper Tables 3, 4, 6, 7)</h2>",
+                      _markdown_html((path / "compare.md").read_text(), left=(0, 1)),
+                      *([f'<img alt="wins, ties, losses" src="{_png_uri(png)}">'] if png.exists() else [])])
 
 
 def methods_section(sweep: Path) -> str:
@@ -281,7 +304,7 @@ def methods_section(sweep: Path) -> str:
             for r in methods.summary_rows(runs)]
     with tempfile.TemporaryDirectory() as tmp:
         methods.plot(runs, Path(tmp) / "methods.png")
-        uri = "data:image/png;base64," + base64.b64encode((Path(tmp) / "methods.png").read_bytes()).decode()
+        uri = _png_uri(Path(tmp) / "methods.png")
     return "\n".join(["<h2 id=methods>Search methods (cf. paper Tables 3, 4 and 6)</h2>",
                       _table(["dataset", "method", "runs", "pick", "val s ± SE", "test vs none ± SE", "evaluations",
                               "agent (min)", "wall (min)"], rows, left=(0, 1, 3)),
@@ -293,14 +316,16 @@ def build(path: Path) -> str:
     """The report of a run dir (it has results.json) or of a sweep (runs below it)."""
     path = Path(path)
     runs = [Run.load(d) for d in run_dirs(path)]
-    if not runs:
-        raise FileNotFoundError(f"{path}: no run with a results.json in or below it")
+    compared = (path / "compare.md").exists()
+    if not runs and not compared:
+        raise FileNotFoundError(f"{path}: no run with a results.json in or below it, and no compare.md")
     single = len(runs) == 1 and runs[0].dir == path
-    title = f"autodp {'run' if single else 'sweep'} {path.name}"
-    parts = [f"<h1>{html.escape(title)}</h1>", f"<p class=muted>{html.escape(str(path.resolve()))}</p>"]
+    title = f"autodp {'compare' if compared and not runs else 'run' if single else 'sweep'} {path.name}"
+    parts = [f"<h1>{html.escape(title)}</h1>", f"<p class=muted>{html.escape(str(path.resolve()))}</p>",
+             *([compare_section(path)] if compared else [])]
     if single:
         parts.append(run_section(runs[0]))
-    else:
+    elif runs:
         winners = [[r.config.dataset.name, accel_name(r.config), r.results["best"],
                     _fmt(next((x["s"] for x in r.results["table"] if x["strategy"] == r.results["best"]), None)),
                     f"{r.results['timings'].get('total', 0):.1f}"] for r in runs]

@@ -1,10 +1,12 @@
 """Where things live: the project cache and files shipped inside PyPI packages."""
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,6 +21,21 @@ def cache_dir(*parts: str) -> Path:
     path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def cache_lock(entry: Path) -> Iterator[None]:
+    """Hold a lock beside the cache entry ``entry`` while it is built: processes that need the
+    same entry (the jobs of one SLURM array on a fresh cache) wait for the first one instead of
+    each building it on the same cores. Re-check for the entry once inside."""
+    lock = entry.with_name(f".{entry.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def package_dir(name: str) -> Path:

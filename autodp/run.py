@@ -64,14 +64,11 @@ def load_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
 
 
 def offered_teams(cfg: DictConfig) -> list[Team]:
-    """The teams of ``search.teams`` that have operators in ``teams`` (e.g. teams=cleaning)."""
-    available = available_teams(cfg.teams)
-    offered = [Team(t) for t in cfg.search.teams if Team(t) in available]
+    """The teams with operators in ``teams``: the one knob of what the search may combine
+    (``teams=cleaning``, or e.g. ``teams.selection=[]`` to leave one team out)."""
+    offered = available_teams(cfg.teams)
     if not offered:
-        raise ConfigError(f"search.teams={list(cfg.search.teams)}: none of them has operators in conf/teams")
-    dropped = [t for t in cfg.search.teams if Team(t) not in available]
-    if dropped:
-        log.info("not offered to the agent (no operators in conf/teams): %s", ", ".join(dropped))
+        raise ConfigError("teams: no team has operators (conf/teams); give at least one team an operator")
     return offered
 
 

@@ -202,7 +202,7 @@ def sacct_states(job_ids: list[str]) -> dict[str, str]:
 # Two cheap teams (one LLM call per operator), so that a round has several strategies: an array.
 SEARCH = ["dataset.train_limit=80", "eval.val_limit=40", "search.max_rounds=2", "search.min_rounds=2",
           "eval.seeds=2", "search.confirm=false",
-          "search.teams=[cleaning,optimization]", "llm.max_rows=1", "agent=heuristic", "cluster=slurm", "cluster.gpus_per_node=0",
+          "teams.generation=[]", "teams.selection=[]", "llm.max_rows=1", "agent=heuristic", "cluster=slurm", "cluster.gpus_per_node=0",
           "cluster.cpus_per_task=1", "cluster.mem_gb=2", "cluster.poll_s=1"]
 
 
@@ -268,3 +268,29 @@ def test_a_job_uses_no_more_threads_than_the_cpus_it_was_given(monkeypatch):
     assert cpu_threads(None) == cores and cpu_threads(1) == 1 and cpu_threads(cores + 4) == cores
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
     assert cpu_threads(None) == 1 and cpu_threads(2) == 1
+
+
+def test_a_cache_entry_is_built_by_one_process_while_the_others_wait(tmp_path):
+    """The jobs of one array on a fresh cache each converted Gemma (or pre-warmed the base) at the
+    same time on the same cores; under cache_lock the second waits and finds the entry built."""
+    import threading
+
+    from autodp.resources import cache_lock
+
+    entry, built, log = tmp_path / "entry", [], []
+
+    def build(name: str) -> None:
+        with cache_lock(entry):
+            log.append(f"{name} in")
+            if not entry.exists():
+                time.sleep(0.5)
+                entry.mkdir()
+                built.append(name)
+            log.append(f"{name} out")
+
+    threads = [threading.Thread(target=build, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(built) == 1 and log[0][0] == log[1][0]  # one held the lock from "in" to "out" alone

@@ -14,10 +14,13 @@ import time
 import pytest
 
 from autodp.compare.task import agreement
+from autodp.data.io import load_rows
 from autodp.judge.pairwise import Judgment
 from autodp.metrics import METRICS
 from autodp.metrics.overlap import bleu_char, rouge_l_char
+from autodp.report import build
 from conftest import ROOT
+from wandb_testing import leaks, offline_runs
 
 
 def test_rouge_l_over_characters_on_known_strings():
@@ -87,9 +90,29 @@ def test_a_compare_writes_the_table_and_resumes_after_a_kill_without_redoing_an_
     assert "Our Wins (95% CI)" in md and "ROUGE-L" in md and "| raw | cleaning |" in md
     assert (run_dir / "compare.png").stat().st_size > 0 and "raw,cleaning," in (run_dir / "compare.csv").read_text()
     assert all(len(out["arms"][a]["rouge_l_char"]) == 3 for a in ("raw", "cleaning"))
+    # The table goes to W&B and to the HTML report; the answers stay in the run dir.
+    (run,) = [r for r in offline_runs(run_dir) if r.job_type == "compare"]
+    assert [(r["ours"], r["theirs"]) for r in run.table(run.summary, "compare")] == [("raw", "cleaning")]
+    asked = [r["instruction"] for r in load_rows(ROOT / "autodp/data/samples/cmd/test.jsonl", limit=3)]
+    said = [json.loads(x)["answer"] for x in answered.splitlines()]
+    assert all(len(q) >= 8 for q in asked) and not leaks(run_dir, asked + [a for a in said if len(a) >= 8])
+    page = build(run_dir)
+    assert "Final evaluation" in page and "Our Wins (95% CI)" in page and "data:image/png" in page
 
 
 def test_compare_refuses_fewer_than_two_arms(tmp_path):
     r = subprocess.run([sys.executable, "launch.py", "task=compare", "compare.arms=[none]",
                         f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "needs compare.arms with two arms at least" in r.stderr
+
+
+def test_an_arm_is_named_by_its_prefix_and_an_equals_sign_in_a_path_names_nothing(tmp_path):
+    from autodp.compare.arms import resolve_arm
+
+    run = tmp_path / "0_accel.crm.enabled=True,dataset=cmd_noisy,seed=0" / "run"
+    (run / "export").mkdir(parents=True)
+    (run / "export" / "train.jsonl").write_text(
+        (ROOT / "autodp/data/samples/cmd/train.jsonl").read_text().splitlines()[0] + "\n")
+    assert resolve_arm(str(run), None, tmp_path).name == "run"
+    assert resolve_arm(f"ours={run}", None, tmp_path).name == "ours"
+    assert len(resolve_arm(f"ours={run / 'export'}", None, tmp_path).rows) == 1

@@ -116,3 +116,19 @@ def test_a_user_error_is_one_message_and_exit_2_with_nothing_written(tmp_path, o
 def test_every_test_has_a_time_limit(pytestconfig):
     assert pytestconfig.pluginmanager.hasplugin("timeout")
     assert 0 < float(pytestconfig.getini("timeout")) <= 1800
+
+
+def test_the_teams_with_operators_are_the_teams_a_search_may_combine():
+    """One knob: conf/teams. A team without operators is not offered (no second list to agree with)."""
+    from autodp.config_checks import ConfigError
+    from autodp.run import offered_teams
+
+    def offered(*overrides: str) -> list[str]:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return [t.value for t in offered_teams(compose("config", overrides=list(overrides)))]
+
+    assert offered() == ["cleaning", "optimization", "generation", "selection"]
+    assert offered("teams=cleaning") == ["cleaning"]
+    assert offered("teams.selection=[]", "teams.generation=[]") == ["cleaning", "optimization"]
+    with pytest.raises(ConfigError, match="no team has operators"):
+        offered("teams=cleaning", "teams.cleaning=[]")

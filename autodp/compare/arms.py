@@ -3,6 +3,7 @@ training set (``none`` included), a run dir (its ``export/``), an export dir, or
 ``NAME=SPEC`` names it (else the key, or the file's folder or file name)."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -33,7 +34,9 @@ def _data_file(spec: str) -> Path | None:
 def resolve_arm(spec: str, template: EvalRequest, work_dir: Path) -> Arm:
     """``template`` is the run's no-processing request: a strategy arm is exported from it into
     ``work_dir/<key>`` (reusing CRM entries when the request has a cache)."""
-    name, _, given = spec.rpartition("=")
+    name, sep, given = spec.partition("=")
+    if not sep or not re.fullmatch(r"[\w.-]+", name):  # an '=' inside a path (Hydra's sweep dirs) names nothing
+        name, given = "", spec
     path = _data_file(given)
     if path is not None:
         return Arm(name or Path(given).name, load_rows(path), str(path))

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from peft import PeftModel
 
 from autodp.data.io import Row, fingerprint
 from autodp.evaluate.finetune import build_trainer, training_args
 from autodp.evaluate.lm import load_base
 from autodp.evaluate.schedule import matched_budget
-from autodp.resources import cpu_threads
+from autodp.resources import cache_lock, cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,16 @@ def final_model(root: Path, rows: list[Row], ft: dict[str, Any], seed: int, pool
                 reference_rows: int) -> tuple[Path, bool]:
     """(the model's folder, whether it was trained now). ``pool`` pre-warms a scratch base;
     ``reference_rows`` (the unprocessed training set's) sets the steps under ``budget: steps``."""
-    import torch
-
     ft = matched_budget(ft, reference_rows)
     folder = model_dir(root, rows, ft, seed)
-    if (folder / "config.json").exists():
-        return folder, False
+    with cache_lock(folder):  # two compares of the same arm train it once
+        if (folder / "config.json").exists():
+            return folder, False
+        _train(folder, rows, ft, seed, pool)
+    return folder, True
+
+
+def _train(folder: Path, rows: list[Row], ft: dict[str, Any], seed: int, pool: list[Row]) -> None:
     t0 = time.perf_counter()
     torch.set_num_threads(cpu_threads(ft.get("threads")))
     model, tok = load_base(ft, pool)
@@ -47,7 +52,7 @@ def final_model(root: Path, rows: list[Row], ft: dict[str, Any], seed: int, pool
     trained = trainer.model
     if isinstance(trained, PeftModel):
         trained = trained.merge_and_unload()  # one plain model for generation: no adapter at load time
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder.name}."))
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     trained.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     try:  # atomic: a killed compare leaves no half-saved model to reuse
@@ -56,4 +61,3 @@ def final_model(root: Path, rows: list[Row], ft: dict[str, Any], seed: int, pool
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("final model %s: %d rows, %d steps, loss %.3f, %.1f s", folder.name, len(rows), out.global_step,
              out.training_loss, time.perf_counter() - t0)
-    return folder, True

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from autodp.compare.answers import generate_answers, test_nll
+from autodp.compare.answers import generate_answers, gold_nll
 from autodp.compare.arms import Arm, resolve_arm
 from autodp.compare.final import final_model
 from autodp.config_checks import ConfigError, check_config
@@ -98,7 +98,7 @@ def run_compare(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         t = time.perf_counter()
         per_arm[arm.name] = {"source": arm.source, "rows": len(arm.rows), "model": str(folder), "trained": trained,
                              "generated": calls.get("generated", 0), "cached": calls.get("cached", 0),
-                             "test_nll_per_char": test_nll(folder, questions, ft, cfg.eval.batch_size)}
+                             "test_nll_per_char": gold_nll(folder, questions, ft, cfg.eval.batch_size)}
         for name in REFERENCE:
             scores = METRICS[name].per_question(said, gold)
             per_arm[arm.name][name] = scores
@@ -122,9 +122,23 @@ def run_compare(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     with atomic_write(run_dir / "compare.json") as f:
         json.dump(out, f, indent=1, ensure_ascii=False)
     write_tables(run_dir, out)
+    if cfg.logger.kind != "none":  # names and numbers only: answers and verdicts stay in the run dir
+        from autodp.tracking.wandb_run import log_sweep_table  # wandb is imported only where asked for
+
+        log_sweep_table(run_dir, cfg.logger, "compare", f"compare-{run_dir.name}", PAIR_COLUMNS, pair_rows(out),
+                        {"questions": len(questions), "arms": len(arms)})
     log.info("compare of %d arms on %d test questions: %s", len(arms), len(questions),
              ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     return {"arms": [a.name for a in arms], "pairs": [(p["ours"], p["theirs"], p["wins"]) for p in pairs]}
+
+
+PAIR_COLUMNS = ("ours", "theirs", "wins", "win_low", "win_high", "ties", "losses", "judged", "unparsed", "consistency",
+                "rouge_l_diff", "rouge_l_diff_se", "judge_rouge_agreement")
+
+
+def pair_rows(out: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{**{k: p[k] for k in PAIR_COLUMNS if k in p}, "rouge_l_diff": p["rouge_l_diff"][0],
+             "rouge_l_diff_se": p["rouge_l_diff"][1]} for p in out["pairs"]]
 
 
 def write_tables(run_dir: Path, out: dict[str, Any]) -> list[Path]:
@@ -140,12 +154,9 @@ def write_tables(run_dir: Path, out: dict[str, Any]) -> list[Path]:
     lines += [f"| {p['ours']} | {p['theirs']} | {p['rouge_l_diff'][0]:+.2f} ± {p['rouge_l_diff'][1]:.2f} | "
               f"{p['judge_rouge_agreement']:.3f} ({p['agreement_questions']}) |" for p in out["pairs"]]
     buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["ours", "theirs", "wins", "win_low", "win_high", "ties", "losses", "judged", "unparsed",
-                "consistency", "rouge_l_diff", "rouge_l_diff_se", "judge_rouge_agreement"])
-    for p in out["pairs"]:
-        w.writerow([p["ours"], p["theirs"], p["wins"], p["win_low"], p["win_high"], p["ties"], p["losses"],
-                    p["judged"], p["unparsed"], p["consistency"], *p["rouge_l_diff"], p["judge_rouge_agreement"]])
+    w = csv.DictWriter(buf, fieldnames=PAIR_COLUMNS)
+    w.writeheader()
+    w.writerows(pair_rows(out))
     groups = [f"{p['ours']} vs {p['theirs']}" for p in out["pairs"]]
     bars = {(g, k): (p[k], None) for g, p in zip(groups, out["pairs"]) for k in ("wins", "ties", "losses")}
     return write_files(run_dir, "compare", "\n".join(lines) + "\n", buf.getvalue(),

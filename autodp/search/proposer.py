@@ -31,7 +31,7 @@ class Proposer(Protocol):
 class Context:
     """What the run gives every method; each method's YAML adds its own knobs."""
 
-    teams: tuple[Team, ...]  # the teams offered (search.teams that have operators in conf/teams)
+    teams: tuple[Team, ...]  # the teams offered: those with operators in conf/teams
     seed: int
     agent: Callable[[], Proposer]  # builds the conf/agent agent: called only by methods that ask an LLM
 

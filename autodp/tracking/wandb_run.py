@@ -6,7 +6,8 @@ end: the summary (best, stop reason, r_0, seconds per stage), the agent transcri
 and every evaluated strategy as a table. The timing grid of a multirun is a run of its own (job
 type "grid") in the sweep's group, so is the methods table of a sweep over search methods (job
 type "methods"), and evaluation jobs log to the same group (job type
-"evaluate") when their request carries ``tracking`` (``logger.eval_runs``).
+"evaluate") when their request carries ``tracking`` (``logger.eval_runs``). task=compare logs its
+win/tie/loss table the same way (job type "compare").
 
 Offline whenever no API key is found, so a run never waits on the network; the files stay under
 the run dir (``wandb sync <run_dir>/wandb/offline-run-*`` uploads them later) unless WANDB_DIR is
@@ -209,8 +210,8 @@ def tracked_evaluation(req: EvalRequest, evaluate: Callable[[EvalRequest], EvalR
 
 def log_sweep_table(sweep: Path, logger: DictConfig, kind: str, name: str, columns: tuple[str, ...],
                      rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-    """A sweep's table and its ``<kind>.png`` in a W&B run of their own (job type ``kind``) in the
-    sweep's group."""
+    """A table over runs or arms (a sweep's timing grid or methods table, a compare's pairs) and its
+    ``<kind>.png`` in a W&B run of their own (job type ``kind``) in the group of ``sweep``."""
     import wandb
 
     lg = OmegaConf.to_container(logger, resolve=True)
