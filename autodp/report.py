@@ -5,10 +5,9 @@
 For a run: the score s = r - r_0 of every strategy per round with the best-so-far line, the
 strategies tried as a table (the winner highlighted), the agent's decision per round and the
 time per stage; a task=compare run dir gets its judge and reference-metric tables. For a sweep
-(any dir with several runs below it): the methods table when it
-compares search methods (autodp/tracking/methods.py), else the timing grid of
-autodp/tracking/grid.py (paper Table 5), then one such section per run. Plots are matplotlib
-PNGs embedded as data URIs, so the file can be mailed or archived alone.
+(any dir with several runs below it): the methods table when it compares search methods
+(autodp/tracking/methods.py), else the timing grid of autodp/tracking/grid.py (paper Table 5),
+then one such section per run. Plots are PNGs embedded as data URIs: the file stands alone.
 
 It reads results.json, evaluations.jsonl, agent/proposals.jsonl and config.yaml, never a
 dataset: like everything the run store reports, it holds strategy names, numbers and timings.
@@ -97,7 +96,11 @@ def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return _data_uri(buf.getvalue())
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def _pyplot() -> Any:
@@ -270,10 +273,6 @@ def _markdown_html(md: str, left: tuple[int, ...] = (0,)) -> str:
     return "\n".join(parts)
 
 
-def _png_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-
-
 def grid_section(sweep: Path) -> str:
     """grid.md / grid.png as the multirun callback wrote them, recomputed when missing."""
     cells = collect(sweep)
@@ -282,7 +281,7 @@ def grid_section(sweep: Path) -> str:
         if not png.exists():  # a sweep whose callback did not run (e.g. cells started by hand): plot it, dir untouched
             png = Path(tmp) / "grid.png"
             plot_grid(cells, png)
-        uri = _png_uri(png)
+        uri = _data_uri(png.read_bytes())
     return "\n".join(["<h2 id=grid>Timing grid (cf. paper Table 5)</h2>",
                       _markdown_html(md.read_text() if md.exists() else markdown(cells)),
                       f'<img alt="timing grid" src="{uri}">'])
@@ -290,10 +289,9 @@ def grid_section(sweep: Path) -> str:
 
 def compare_section(path: Path) -> str:
     """task=compare's tables (compare.md) and win/tie/loss plot (autodp/compare/task.py)."""
-    png = path / "compare.png"
     return "\n".join(["<h2 id=compare>Final evaluation: judge and reference metrics (cf. paper Tables 3, 4, 6, 7)</h2>",
-                      _markdown_html((path / "compare.md").read_text(), left=(0, 1)),
-                      *([f'<img alt="wins, ties, losses" src="{_png_uri(png)}">'] if png.exists() else [])])
+                      _markdown_html((path / "compare.md").read_text(), left=(0, 1)),  # written with compare.png
+                      f'<img alt="wins, ties, losses" src="{_data_uri((path / "compare.png").read_bytes())}">'])
 
 
 def methods_section(sweep: Path) -> str:
@@ -304,7 +302,7 @@ def methods_section(sweep: Path) -> str:
             for r in methods.summary_rows(runs)]
     with tempfile.TemporaryDirectory() as tmp:
         methods.plot(runs, Path(tmp) / "methods.png")
-        uri = _png_uri(Path(tmp) / "methods.png")
+        uri = _data_uri((Path(tmp) / "methods.png").read_bytes())
     return "\n".join(["<h2 id=methods>Search methods (cf. paper Tables 3, 4 and 6)</h2>",
                       _table(["dataset", "method", "runs", "pick", "val s ± SE", "test vs none ± SE", "evaluations",
                               "agent (min)", "wall (min)"], rows, left=(0, 1, 3)),

@@ -14,8 +14,6 @@ import csv
 import io
 import json
 import logging
-import math
-import statistics
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,14 +32,10 @@ from autodp.judge.winrate import WinRate, table, win_rate
 from autodp.llm.client import build_client
 from autodp.metrics import METRICS
 from autodp.resources import cache_dir
-from autodp.tracking.sweep_table import grouped_bars, write_files
+from autodp.tracking.sweep_table import grouped_bars, mean_se, write_files
 
 log = logging.getLogger(__name__)
 REFERENCE = ("rouge_l_char", "bleu_char")
-
-
-def mean_se(xs: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(xs), (statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan"))
 
 
 def agreement(judgments: Sequence[Judgment], ours: Sequence[float], theirs: Sequence[float]) -> tuple[float, int]:

@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import logging
-import math
 import statistics
 import sys
 from collections import Counter
@@ -25,7 +24,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from autodp.tracking.sweep_table import grouped_bars, main, write_files
+from autodp.tracking.sweep_table import grouped_bars, main, mean_se, write_files
 
 log = logging.getLogger(__name__)
 COLUMNS = ("dataset", "method", "seed", "best", "val_s", "val_se", "test_delta", "test_se", "evaluations",
@@ -77,8 +76,7 @@ def _mean_se(values: list[float | None], ses: list[float | None]) -> tuple[float
         return None, None
     if len(pairs) == 1:
         return pairs[0]
-    vs = [v for v, _ in pairs]
-    return statistics.fmean(vs), statistics.stdev(vs) / math.sqrt(len(vs))
+    return mean_se([v for v, _ in pairs])
 
 
 def pm(mean: float | None, se: float | None) -> str:

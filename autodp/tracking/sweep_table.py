@@ -3,6 +3,8 @@ methods table, autodp/tracking/methods.py): its Markdown, CSV and PNG files, eac
 atomically, its grouped bar chart and its command line."""
 from __future__ import annotations
 
+import math
+import statistics
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -10,6 +12,11 @@ from typing import Callable, Sequence
 from autodp.data.io import atomic_write
 
 Bar = tuple[float, float | None]  # height, ± error (None: no error bar)
+
+
+def mean_se(xs: Sequence[float]) -> tuple[float, float]:
+    """The mean and its standard error (NaN for a single value)."""
+    return statistics.fmean(xs), (statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan"))
 
 
 def write_files(sweep: str | Path, stem: str, md: str, table_csv: str, draw: Callable[[Path], None]) -> list[Path]:
