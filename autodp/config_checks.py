@@ -53,8 +53,9 @@ RULES = (
     Rule("dataset.train_limit", lambda v: _int(v) and v >= 1, "an integer >= 1 (null: every row)", True),
     Rule("dataset.val_rows", lambda v: _int(v) and v >= 0, "an integer >= 0", True),
     Rule("dataset.test_rows", lambda v: _int(v) and v >= 0, "an integer >= 0", True),
-    # R(f) inside the search scores a fine-tuned model; generation and judge metrics are task=compare's
-    _one_of("eval.metric", [m.name for m in METRICS.values() if m.needs == "model"]),
+    # R(f) inside the search scores one fine-tuned model: by its likelihood of the references or by its
+    # answers; a judge compares two arms' answers, which is task=compare's
+    _one_of("eval.metric", [m.name for m in METRICS.values() if m.needs in ("model", "generations")]),
     Rule("eval.seeds", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     Rule("eval.val_limit", lambda v: _int(v) and v >= 1, "an integer >= 1 (null: every row)", True),
     Rule("eval.target_rows", lambda v: _int(v) and v >= 0, "an integer >= 0"),
@@ -62,6 +63,8 @@ RULES = (
     Rule("accel.dps.ratio", lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
     _one_of("finetune.order", ORDERS),
     _one_of("finetune.budget", BUDGETS),
+    Rule("eval.generation.max_tokens", lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    Rule("eval.generation.batch_size", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     Rule("compare.questions", lambda v: _int(v) and v >= 1, "an integer >= 1"),
     Rule("max_row_bytes", lambda v: _int(v) and v >= 1, "an integer >= 1 (null: no limit)", True),
 )
@@ -93,3 +96,6 @@ def check_config(cfg: DictConfig) -> None:
     values = {r.key: OmegaConf.select(cfg, r.key, default=absent) for r in RULES}
     check_values({k: v for k, v in values.items() if v is not absent})
     check_search(cfg.search.pick, cfg.eval.seeds)
+    if METRICS[cfg.eval.metric].needs == "generations" and not cfg.eval.get("generation"):
+        raise ConfigError(f"eval.metric={cfg.eval.metric} scores the model's answers: it needs eval.generation "
+                          "(max_tokens, batch_size), as in eval=rouge_l")

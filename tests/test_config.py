@@ -76,15 +76,18 @@ def test_contradicting_search_settings_fail_before_any_work(tmp_path):
     ("max_row_bytes=0", "max_row_bytes=0"),
     ("finetune.order=random", "finetune.order='random': expected 'shuffle' or 'row_hash'"),
     ("finetune.budget=tokens", "finetune.budget='tokens': expected 'epochs' or 'steps'"),
-    # a generation metric needs answers, which R(f) inside the search does not generate
-    ("eval.metric=rouge_l_char", "eval.metric='rouge_l_char': expected 'nll_per_char' or 'nll_per_token'"),
+    # a judge compares two arms (task=compare), R(f) scores one; answers need generation settings
+    ("eval.metric=judge_win_rate", "eval.metric='judge_win_rate': expected 'nll_per_char' or 'nll_per_token' or "
+                                   "'rouge_l_char' or 'bleu_char'"),
+    ("eval.metric=rouge_l_char", "eval.metric=rouge_l_char scores the model's answers: it needs eval.generation"),
+    ("eval=rouge_l eval.generation.max_tokens=0", "eval.generation.max_tokens=0: expected an integer >= 1"),
     ("compare.questions=0", "compare.questions=0: expected an integer >= 1"),
 ])
 def test_out_of_range_values_are_named_before_any_work(override, key):
     from autodp.config_checks import ConfigError, check_config
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[override, "search.pick=top"])
+        cfg = compose("config", overrides=[*override.split(), "search.pick=top"])
     with pytest.raises(ConfigError) as e:
         check_config(cfg)
     assert key in str(e.value)

@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -247,3 +248,26 @@ def test_gpu_benchmark_runs_its_cpu_smoke():
     cells = [[c.strip() for c in ln.split("|")[1:-1]] for ln in r.stdout.splitlines() if ln[:4] in ("| 2 ", "| 3 ")]
     assert [c[:2] for c in cells] == [["2", "False"], ["2", "True"], ["3", "False"], ["3", "True"]]
     assert all(float(c[8].replace(",", "")) > 0 for c in cells), r.stdout  # real tokens/s
+
+
+@pytest.mark.slow
+def test_compare_trains_each_arm_as_a_deepspeed_job_of_the_cluster_executor(tmp_path, tiny_pretrained):
+    """task=compare with a DeepSpeed finetune config (LoRA, ZeRO-2) and cluster=submitit_local: each
+    arm is a job that trains its final model with torchrun, merges the adapter, answers the test
+    questions and scores their gold answers; the driver only tabulates and judges."""
+    run_dir = tmp_path / "run"
+    r = subprocess.run([sys.executable, "launch.py", "task=compare", "compare.arms=['raw=none',cleaning]",
+                        "compare.questions=2", "compare.generation.max_tokens=8", "dataset.train_limit=32",
+                        "finetune=qwen2.5-1.5b-lora", f"finetune.model.path={tiny_pretrained}", *CPU,
+                        "cluster=submitit_local", "logger=none", f"hydra.run.dir={run_dir}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    out = json.loads((run_dir / "compare.json").read_text())
+    assert list(out["arms"]) == ["raw", "cleaning"] and out["arms"]["cleaning"]["rows"] < 32
+    jobs = [json.loads(x) for x in (run_dir / "jobs.jsonl").read_text().splitlines()]
+    assert sorted(j["strategy"] for j in jobs) == ["cleaning", "raw"]  # one job per arm
+    for arm in out["arms"].values():
+        assert arm["trained"] and arm["generated"] == 2 and math.isfinite(arm["test_nll_per_char"])
+        assert (Path(arm["model"]) / "config.json").exists() and not (Path(arm["model"]) / "adapter_config.json").exists()
+    assert out["arms"]["raw"]["model"] != out["arms"]["cleaning"]["model"]
+    assert "| raw | cleaning |" in (run_dir / "compare.md").read_text()

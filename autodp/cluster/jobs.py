@@ -1,6 +1,6 @@
-"""Evaluations as submitit jobs: on SLURM (``cluster=slurm``) or as local subprocesses
-(``cluster=submitit_local``). A round's requests go out together as one job array, and results
-are yielded as their jobs finish.
+"""Evaluations, and task=compare's arms, as submitit jobs: on SLURM (``cluster=slurm``) or as
+local subprocesses (``cluster=submitit_local``). A round's requests go out together as one job
+array, and results are yielded as their jobs finish.
 
 Faults, so that one bad job never stops the search and never gives the agent a made-up score:
 - the job's function raised: the strategy is recorded failed, with the job's traceback in the
@@ -22,13 +22,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import submitit
 from submitit.core.utils import FailedJobError, UncompletedJobError
 from tqdm.auto import tqdm
 
-from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -38,19 +37,29 @@ JOURNAL = "jobs.jsonl"
 TIMED_OUT = "Job not requeued because: timed-out"
 
 
-class EvalTask(submitit.helpers.Checkpointable):
+class Request(Protocol):
+    """What a job runs on: an evaluation (autodp/evaluate/request.py) or a compare arm (autodp/compare/job.py)."""
+    strategy: str  # named in logs, the job journal and the progress bar
+
+    @property
+    def signature(self) -> str: ...  # the journal's key: a resumed driver re-attaches by it
+
+    def failed(self, error: str, trace: str) -> Any: ...  # the result of a job that left none
+
+
+class JobTask(submitit.helpers.Checkpointable):
     """What a job runs: ``fn(request)``. Checkpointable: a preempted job is requeued, not lost."""
 
-    def __init__(self, fn: Callable[[EvalRequest], EvalResult]):
+    def __init__(self, fn: Callable[[Request], Any]):
         self.fn = fn
 
-    def __call__(self, req: EvalRequest) -> EvalResult:
+    def __call__(self, req: Request) -> Any:
         return self.fn(req)
 
 
 @dataclass
 class _Running:
-    req: EvalRequest
+    req: Request
     job: submitit.Job
     attempt: int  # 1 for the first submission
 
@@ -78,10 +87,6 @@ def _outside_job() -> Iterator[None]:
         yield
 
 
-def _failed(req: EvalRequest, error: str, trace: str) -> EvalResult:
-    return EvalResult(strategy=req.strategy, signature=req.signature, status="failed", error=error, traceback=trace)
-
-
 def _exception_name(trace: str) -> str:
     """The exception's class from a traceback's last line; its message may quote data, so it is
     not shown to the agent."""
@@ -100,8 +105,8 @@ class JobExecutor:
         self.executor.update_parameters(**parameters(cfg))
         self.folder = folder
 
-    def map(self, fn: Callable[[EvalRequest], EvalResult], requests: Sequence[EvalRequest],
-            desc: str = "evaluate") -> Iterator[EvalResult]:
+    def map(self, fn: Callable[[Request], Any], requests: Sequence[Request],
+            desc: str = "evaluate") -> Iterator[Any]:
         if not requests:
             return
         running, new = [], []
@@ -129,36 +134,36 @@ class JobExecutor:
                 if running:
                     time.sleep(self.cfg.poll_s)
 
-    def _submit(self, fn: Callable[[EvalRequest], EvalResult], items: list[tuple[EvalRequest, int]]) -> list[_Running]:
+    def _submit(self, fn: Callable[[Request], Any], items: list[tuple[Request, int]]) -> list[_Running]:
         if not items:
             return []
         with _outside_job():
-            jobs = self.executor.map_array(EvalTask(fn), [req for req, _ in items])
+            jobs = self.executor.map_array(JobTask(fn), [req for req, _ in items])
         for (req, attempt), job in zip(items, jobs):
             self.store.append(JOURNAL, {"signature": req.signature, "strategy": req.strategy,
                                         "job_id": job.job_id, "attempt": attempt})
         log.info("submitted %d evaluation job(s): %s", len(jobs), ", ".join(j.job_id for j in jobs))
         return [_Running(req, job, attempt) for (req, attempt), job in zip(items, jobs)]
 
-    def _result(self, run: _Running) -> EvalResult | None:
+    def _result(self, run: _Running) -> Any | None:
         """The job's result, a failed result, or None when the job should be resubmitted."""
         try:
             return run.job.result()
         except FailedJobError as e:
             if TIMED_OUT not in str(e):
                 log.warning("job %s (%s) raised; recorded as failed", run.job.job_id, run.req.strategy)
-                return _failed(run.req, f"evaluation job raised {_exception_name(str(e))}", str(e))
+                return run.req.failed(f"evaluation job raised {_exception_name(str(e))}", str(e))
             return self._retry_or_fail(run, e)
         except UncompletedJobError as e:
             return self._retry_or_fail(run, e)
 
-    def _retry_or_fail(self, run: _Running, e: UncompletedJobError) -> EvalResult | None:
+    def _retry_or_fail(self, run: _Running, e: UncompletedJobError) -> Any | None:
         state = run.job.state
         if run.attempt <= self.cfg.max_retries:
             log.warning("job %s (%s) ended without a result (state %s): resubmitting, attempt %d of %d",
                         run.job.job_id, run.req.strategy, state, run.attempt + 1, self.cfg.max_retries + 1)
             return None
-        return _failed(run.req, f"evaluation job ended without a result (state {state}) "
+        return run.req.failed(f"evaluation job ended without a result (state {state}) "
                                 f"after {run.attempt} attempt(s)", str(e))
 
     def _journal(self) -> dict[str, list[str]]:

@@ -1,23 +1,24 @@
-"""The final model of an arm: the ``finetune`` config's base trained on the arm's rows, LoRA
-merged, saved whole. Its folder is named by what made it (rows, fine-tune config, seed), so a
-rerun or a resumed compare reuses it, and the LLM cache keys its answers by that folder."""
+"""The final model of an arm: the ``finetune`` config's base trained on the arm's rows (in this
+process, or as a DeepSpeed job when the config has a ``deepspeed`` section), LoRA merged, saved
+whole. Its folder is named by what made it (rows, fine-tune config, seed), so a rerun or a
+resumed compare reuses it, and the LLM cache keys its answers by that folder."""
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftModel
 
-from autodp.data.io import Row, fingerprint
+from autodp.data.io import Row, fingerprint, write_rows
+from autodp.evaluate import ds_train
 from autodp.evaluate.finetune import build_trainer, training_args
 from autodp.evaluate.lm import load_base
+from autodp.evaluate.scoring import save_model
 from autodp.evaluate.schedule import matched_budget
 from autodp.resources import cache_lock, cpu_threads
 
@@ -42,22 +43,24 @@ def final_model(root: Path, rows: list[Row], ft: dict[str, Any], seed: int, pool
     return folder, True
 
 
-def _train(folder: Path, rows: list[Row], ft: dict[str, Any], seed: int, pool: list[Row]) -> None:
-    t0 = time.perf_counter()
+def _trained(rows: list[Row], ft: dict[str, Any], seed: int, pool: list[Row], work: Path) -> tuple[Any, Any, int]:
+    """(model, tokenizer, optimizer steps), trained inside ``work``."""
+    if ft.get("deepspeed"):  # a torchrun job on every GPU of this one (autodp/evaluate/ds_train.py)
+        write_rows(work / "train.jsonl", rows)
+        saved = ds_train.launch(work / "train.jsonl", ft, work, seed)
+        model, tok = ds_train.load_trained(saved, ft)
+        return model.cpu(), tok, json.loads((saved / ds_train.METRICS).read_text())["train_steps"]
     torch.set_num_threads(cpu_threads(ft.get("threads")))
     model, tok = load_base(ft, pool)
-    with tempfile.TemporaryDirectory() as scratch:
-        trainer = build_trainer(model, tok, rows, ft, training_args(ft, scratch, seed, progress=True))
-        out = trainer.train()
-    trained = trainer.model
-    if isinstance(trained, PeftModel):
-        trained = trained.merge_and_unload()  # one plain model for generation: no adapter at load time
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    trained.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    try:  # atomic: a killed compare leaves no half-saved model to reuse
-        tmp.rename(folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("final model %s: %d rows, %d steps, loss %.3f, %.1f s", folder.name, len(rows), out.global_step,
-             out.training_loss, time.perf_counter() - t0)
+    trainer = build_trainer(model, tok, rows, ft, training_args(ft, str(work / "trainer"), seed, progress=True))
+    steps = trainer.train().global_step
+    return trainer.model, tok, steps
+
+
+def _train(folder: Path, rows: list[Row], ft: dict[str, Any], seed: int, pool: list[Row]) -> None:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as work:
+        model, tok, steps = _trained(rows, ft, seed, pool, Path(work))
+        save_model(model, tok, Path(work) / "final")
+        (Path(work) / "final").rename(folder)  # atomic: a killed compare leaves no half-saved model to reuse
+    log.info("final model %s: %d rows, %d steps, %.1f s", folder.name, len(rows), steps, time.perf_counter() - t0)

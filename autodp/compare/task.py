@@ -20,11 +20,11 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from autodp.compare.answers import generate_answers, gold_nll
+from autodp.cluster import build_executor
 from autodp.compare.arms import Arm, resolve_arm
-from autodp.compare.final import final_model
+from autodp.compare.job import ArmRequest, run_arm
 from autodp.config_checks import ConfigError, check_config
-from autodp.data.io import atomic_write, load_spec
+from autodp.data.io import atomic_write, fingerprint, load_spec, write_rows
 from autodp.data.specs import data_specs, heldout_test_spec
 from autodp.evaluate.request import EvalRequest
 from autodp.judge.pairwise import Judgment, judge_questions
@@ -32,6 +32,7 @@ from autodp.judge.winrate import WinRate, table, win_rate
 from autodp.llm.client import build_client
 from autodp.metrics import METRICS
 from autodp.resources import cache_dir
+from autodp.store import RunStore
 from autodp.tracking.sweep_table import grouped_bars, mean_se, write_files
 
 log = logging.getLogger(__name__)
@@ -56,50 +57,61 @@ def _arms(cfg: DictConfig, run_dir: Path) -> tuple[list[Arm], EvalRequest, Any]:
     return arms, template, specs
 
 
+def _requests(cfg: DictConfig, arms: Sequence[Arm], template: EvalRequest, pool: dict[str, Any],
+              questions: dict[str, Any], run_dir: Path) -> list[ArmRequest]:
+    """One job per arm; each reads its rows from ``arms/<name>/train.jsonl`` in the run dir."""
+    ft, reference_rows = OmegaConf.to_container(cfg.finetune, resolve=True), len(load_spec(template.train))
+    reqs = []
+    for arm in arms:
+        data = run_dir / "arms" / arm.name / "train.jsonl"
+        write_rows(data, arm.rows)
+        reqs.append(ArmRequest(strategy=arm.name, data=str(data), rows=fingerprint(arm.rows), finetune=ft,
+                               seed=cfg.seed, pool=pool, reference_rows=reference_rows, questions=questions,
+                               generation=dict(cfg.compare.generation), batch_size=cfg.eval.batch_size,
+                               models=str(cache_dir("compare"))))
+    return reqs
+
+
 def run_compare(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_config(cfg)
     c = cfg.compare
     if len(c.arms) < 2:
         raise ConfigError("task=compare needs compare.arms with two arms at least, e.g. "
                           "compare.arms=['ours=outputs/<run dir>',none] (the first is compared with each other)")
-    if cfg.finetune.get("deepspeed"):
-        raise ConfigError("task=compare fine-tunes in-process: drop DeepSpeed with ~finetune/deepspeed")
     test = heldout_test_spec(cfg, run_dir / "splits")
     if test is None:
         raise ConfigError(f"dataset={cfg.dataset.name} has no test split (dataset.test or dataset.test_rows)")
-    questions = load_spec(test)[:c.questions]
     OmegaConf.save(cfg, run_dir / "config.yaml")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     arms, template, specs = _arms(cfg, run_dir)
+    reqs = _requests(cfg, arms, template, specs.pool, {**test, "limit": c.questions}, run_dir)
+    questions = load_spec(reqs[0].questions)
     timings["data"] = time.perf_counter() - t0
-    ft = OmegaConf.to_container(cfg.finetune, resolve=True)
-    pool, reference_rows = load_spec(specs.pool), len(load_spec(template.train))
     gold = [q["output"] for q in questions]
     per_arm: dict[str, dict[str, Any]] = {}
     answers: dict[str, dict[str, str]] = {}
-    for arm in arms:
-        t = time.perf_counter()
-        folder, trained = final_model(cache_dir("compare"), arm.rows, ft, cfg.seed, pool, reference_rows)
-        timings["finetune"] = timings.get("finetune", 0.0) + time.perf_counter() - t
-        t = time.perf_counter()
-        said, calls = generate_answers(folder, questions, ft, c.generation, cfg.seed)
-        timings["generate"] = timings.get("generate", 0.0) + time.perf_counter() - t
-        answers[arm.name] = {q["id"]: a for q, a in zip(questions, said)}
-        with atomic_write(run_dir / "arms" / arm.name / "answers.jsonl") as f:
+    # Each arm is a job of the cluster executor (conf/cluster): on SLURM a GPU job, in any order.
+    for res in build_executor(cfg.cluster, RunStore(run_dir)).map(run_arm, reqs, desc="arms"):
+        arm_dir = run_dir / "arms" / res.strategy
+        if res.status != "ok":
+            with atomic_write(arm_dir / "error.txt") as f:
+                f.write(res.traceback or "")
+            raise RuntimeError(f"arm {res.strategy} failed: {res.error} (traceback in {arm_dir / 'error.txt'})")
+        for stage, seconds in res.timings.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+        answers[res.strategy] = {q["id"]: a for q, a in zip(questions, res.answers)}
+        with atomic_write(arm_dir / "answers.jsonl") as f:
             f.writelines(json.dumps({"id": q["id"], "answer": a}, ensure_ascii=False) + "\n"
-                         for q, a in zip(questions, said))
+                         for q, a in zip(questions, res.answers))
         t = time.perf_counter()
-        per_arm[arm.name] = {"source": arm.source, "rows": len(arm.rows), "model": str(folder), "trained": trained,
-                             "generated": calls.get("generated", 0), "cached": calls.get("cached", 0),
-                             "test_nll_per_char": gold_nll(folder, questions, ft, cfg.eval.batch_size)}
-        for name in REFERENCE:
-            scores = METRICS[name].per_question(said, gold)
-            per_arm[arm.name][name] = scores
+        per_arm[res.strategy] = {"model": res.model, "trained": res.trained, "generated": res.generated,
+                                 "cached": res.cached, "test_nll_per_char": res.test_nll_per_char,
+                                 **{name: METRICS[name].per_question(res.answers, gold) for name in REFERENCE}}
         timings["reference"] = timings.get("reference", 0.0) + time.perf_counter() - t
-        log.info("arm %s: %d rows, model %s (%s), %d answers generated, %d cached", arm.name, len(arm.rows),
-                 folder.name, "trained" if trained else "reused", per_arm[arm.name]["generated"],
-                 per_arm[arm.name]["cached"])
+        log.info("arm %s: model %s (%s), %d answers generated, %d cached", res.strategy, Path(res.model).name,
+                 "trained" if res.trained else "reused", res.generated, res.cached)
+    per_arm = {a.name: {"source": a.source, "rows": len(a.rows), **per_arm[a.name]} for a in arms}  # in the arms' order
     t = time.perf_counter()
     judge = build_client(cfg.judge.client)
     ours, pairs = arms[0].name, []

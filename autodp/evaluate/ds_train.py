@@ -3,9 +3,9 @@
     python -m torch.distributed.run --standalone --nproc_per_node=<gpus> \\
         -m autodp.evaluate.ds_train <processed.jsonl> <finetune.json> <out_dir> [--seed N]
 
-The evaluator (``finetune_and_score``) launches it through ``launch_command`` whenever the
-finetune config has a ``deepspeed`` section, then scores what it saved in out_dir: the model and
-tokenizer, or the LoRA adapter. A child process also gives every GPU's memory back before scoring.
+The evaluator (``finetune_and_score``) and task=compare's final models (``launch``) run it
+whenever the finetune config has a ``deepspeed`` section, then read what it saved in out_dir: the
+model and tokenizer, or the LoRA adapter. A child process also gives every GPU's memory back before scoring.
 """
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ from peft import AutoPeftModelForCausalLM
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from autodp.data.io import load_rows, load_spec
-from autodp.evaluate.finetune import answer_nll, build_trainer, training_args
+from autodp.evaluate.finetune import build_trainer, training_args
 from autodp.evaluate.lm import load_base
 from autodp.evaluate.request import EvalRequest
+from autodp.evaluate.scoring import score
 from autodp.resources import cache_dir
 
 METRICS = "train_metrics.json"
@@ -68,22 +69,27 @@ def load_trained(out_dir: Path, ft: dict[str, Any]) -> tuple[PreTrainedModel, Pr
     return model.to("cuda" if torch.cuda.is_available() else "cpu"), AutoTokenizer.from_pretrained(out_dir)
 
 
+def launch(rows: Path, ft: dict[str, Any], work_dir: Path, seed: int) -> Path:
+    """Runs the job on ``rows`` (JSON lines) inside ``work_dir``; returns the folder it saved."""
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR")
+           or str(cache_dir("torch_extensions"))}  # DeepSpeed compiles its ops once, into the project cache
+    cfg, out_dir = work_dir / "finetune.json", work_dir / "model"
+    cfg.write_text(json.dumps(ft))
+    subprocess.run(launch_command(rows, cfg, out_dir, seed), env=env, check=True)
+    return out_dir
+
+
 def finetune_and_score(req: EvalRequest, processed: Path, seed: int) -> tuple[dict[str, float], dict[str, float]]:
     """The evaluator's DeepSpeed path: (metrics, seconds per stage), as its in-process path."""
     t0 = time.perf_counter()
-    env = {**os.environ, "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR")
-           or str(cache_dir("torch_extensions"))}  # DeepSpeed compiles its ops once, into the project cache
     with tempfile.TemporaryDirectory(dir=req.out_dir, prefix="ds_train.") as tmp:
-        cfg, out_dir = Path(tmp) / "finetune.json", Path(tmp) / "model"
-        cfg.write_text(json.dumps(req.finetune))
-        subprocess.run(launch_command(processed, cfg, out_dir, seed), env=env, check=True)
+        out_dir = launch(processed, req.finetune, Path(tmp), seed)
         t1 = time.perf_counter()
         model, tok = load_trained(out_dir, req.finetune)
         job = json.loads((out_dir / METRICS).read_text())
         t2 = time.perf_counter()
         metrics = {k: job[k] for k in ("train_loss", "train_steps", "zero_stage")}
-        metrics.update(answer_nll(model, tok, load_spec(req.val), req.finetune, req.eval["batch_size"],
-                                  bool(req.eval.get("per_row"))))
+        metrics.update(score(model, tok, load_spec(req.val), req.finetune, req.eval, seed))
     return metrics, {"finetune": t1 - t0, "load_model": t2 - t1, "score": time.perf_counter() - t2}
 
 

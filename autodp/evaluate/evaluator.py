@@ -14,10 +14,11 @@ from autodp.accel.crm import Crm, score_key
 from autodp.accel.screening import ScreeningModel
 from autodp.data.io import DataError, Row, fingerprint, load_spec, write_rows
 from autodp.evaluate import ds_train
-from autodp.evaluate.finetune import answer_nll, train
+from autodp.evaluate.finetune import train
 from autodp.evaluate.schedule import matched_budget
 from autodp.evaluate.lm import load_base
 from autodp.evaluate.request import EvalRequest, EvalResult
+from autodp.evaluate.scoring import score
 from autodp.metrics import METRICS
 from autodp.ops.base import OpReport, TeamNotAvailable
 from autodp.ops.teams import apply_strategy
@@ -38,7 +39,7 @@ def _finetune_and_score(req: EvalRequest, processed: list[Row], seed: int) -> tu
     t1 = time.perf_counter()
     metrics = train(model, tok, processed, ft, seed=seed)
     t2 = time.perf_counter()
-    metrics.update(answer_nll(model, tok, load_spec(req.val), ft, req.eval["batch_size"], bool(req.eval.get("per_row"))))
+    metrics.update(score(model, tok, load_spec(req.val), ft, req.eval, seed))
     return metrics, {"load_model": t1 - t0, "finetune": t2 - t1, "score": time.perf_counter() - t2}
 
 
@@ -102,8 +103,9 @@ def _evaluate(req: EvalRequest) -> EvalResult:
         res.score_cached = cached_seeds == len(per_seed)
         metric = METRICS[req.eval["metric"]]
         res.seed_scores = [metric.signed(m[metric.name]) for m in per_seed]
-        if req.eval.get("per_row"):
-            res.row_scores = [[-x for x in m["rows_nll_per_char"]] for m in per_seed]
+        if req.eval.get("per_row"):  # a model metric's rows are scored per character
+            rows = METRICS["nll_per_char"] if metric.needs == "model" else metric
+            res.row_scores = [[rows.signed(x) for x in m[f"rows_{rows.name}"]] for m in per_seed]
         res.metrics.update({k: statistics.fmean(m[k] for m in per_seed) for k in per_seed[0]
                             if all(isinstance(m.get(k), (int, float)) for m in per_seed)})
         res.score = statistics.fmean(res.seed_scores)

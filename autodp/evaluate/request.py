@@ -42,7 +42,9 @@ class EvalRequest:
         return cls(strategy="none", train=train, val=val, target=target, pool=pool,
                    teams=OmegaConf.to_container(cfg.teams, resolve=True),
                    finetune=OmegaConf.to_container(cfg.finetune, resolve=True),
-                   eval={"metric": cfg.eval.metric, "batch_size": cfg.eval.batch_size},
+                   eval={"metric": cfg.eval.metric, "batch_size": cfg.eval.batch_size,
+                         **({"generation": OmegaConf.to_container(cfg.eval.generation, resolve=True)}
+                            if cfg.eval.get("generation") else {})},
                    seed=cfg.seed if seed is None else seed, out_dir=out_dir, screener=screener,
                    crm_dir=crm_dir, seeds=cfg.eval.seeds)
 
@@ -51,6 +53,11 @@ class EvalRequest:
         """Identity of the evaluation: everything that can change its score (Dora-style)."""
         blob = {k: v for k, v in asdict(self).items() if k not in LOCATIONS}
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def failed(self, error: str, trace: str) -> "EvalResult":
+        """The result of a job that ended without one (autodp/cluster/jobs.py)."""
+        return EvalResult(strategy=self.strategy, signature=self.signature, status="failed", error=error,
+                          traceback=trace)
 
 
 @dataclass
