@@ -2,8 +2,8 @@
 
 A ``model`` metric (answer NLL) reads the model's likelihood of the reference answers. A
 ``generations`` metric (eval=rouge_l) lets the model answer each question, greedy and prompted
-with the fine-tune's template (what it learnt to answer), through the one LLM client's
-transformers backend, and compares the answers with the references. task=compare's final models
+with the fine-tune's template (what it learnt to answer), through the one LLM client
+(transformers, or vLLM on GPUs), and compares the answers with the references. task=compare's final models
 answer the test questions the same way.
 """
 from __future__ import annotations
@@ -35,11 +35,13 @@ def save_model(model: PreTrainedModel, tok: PreTrainedTokenizerBase, folder: Pat
 
 def generate_answers(folder: Path, questions: list[Row], ft: Mapping[str, Any], gen: Mapping[str, Any],
                      seed: int, cache: bool = True) -> tuple[list[str], dict[str, int]]:
-    """(one answer per question, how many were generated and how many cached). With ``cache`` the
-    answers are cached by model folder and prompt, so a resumed run generates nothing twice."""
-    client = build_client({"backend": "transformers", "model": str(folder), "chat": False, "temperature": 0.0,
-                           "max_tokens": gen["max_tokens"], "batch_size": gen["batch_size"],
-                           "cpu_threads": gen.get("cpu_threads"), "dtype": "float32", "cache": cache})
+    """(one answer per question, how many were generated and how many cached). ``gen``: the LLM
+    client's settings for the model's backend (transformers, or vllm on GPUs) and token budget.
+    With ``cache`` the answers are cached by model folder and prompt, so a resumed run generates
+    nothing twice."""
+    settings = {k: v for k, v in gen.items() if v is not None}  # a null leaves the backend's default
+    client = build_client({"backend": "transformers", **settings, "model": str(folder), "chat": False,
+                           "temperature": 0.0, "cache": cache})
     prompts = [ft["template"].format(instruction=q["instruction"], input=q["input"]) for q in questions]
     answers, counts = [], {"generated": 0, "cached": 0}
     with tqdm(total=len(prompts), desc=f"answers {folder.name}", unit="question", leave=False) as bar:
