@@ -35,7 +35,7 @@ from autodp.tracking.wandb_run import build_tracker
 log = logging.getLogger(__name__)
 # Keys that change where or how loudly a run reports, or what input it refuses, not what it
 # computes (Dora's rule).
-NON_IDENTITY_KEYS = ("resume", "retry_failed", "max_row_bytes", "log_level", "cluster", "cache", "logger")
+NON_IDENTITY_KEYS = ("resume", "retry_failed", "max_row_bytes", "log_level", "cluster", "process", "cache", "logger")
 
 
 def signature(cfg: DictConfig) -> str:

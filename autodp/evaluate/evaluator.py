@@ -22,6 +22,7 @@ from autodp.evaluate.scoring import score
 from autodp.metrics import METRICS
 from autodp.ops.base import OpReport, TeamNotAvailable
 from autodp.ops.teams import apply_strategy
+from autodp.process import build_engine
 from autodp.resources import cpu_threads
 from autodp.strategy import Strategy
 
@@ -49,7 +50,8 @@ def process(req: EvalRequest, crm: Crm | None) -> tuple[list[Row], list[Row], li
     rows = load_spec(req.train)
     context = {"finetune": req.finetune, "val": req.target, "pool": req.pool,
                "screener": ScreeningModel.load(Path(req.screener)) if req.screener else None}
-    processed, reports = apply_strategy(Strategy.parse(req.strategy), rows, req.teams, context, crm)
+    processed, reports = apply_strategy(Strategy.parse(req.strategy), rows, req.teams, context, crm,
+                                        build_engine(req.process))
     return rows, processed, reports
 
 

