@@ -147,7 +147,7 @@ def test_near_duplicate_clusters_are_sampled_whole_so_dedup_finds_its_share(meth
     units the sample keeps the full set's share, and still about 20% of the rows."""
     rows = load_rows(resolve_path("pkg:autodp/data/samples/cmd_noisy/train.jsonl"))
     dedup = MinHashDedup()
-    groups = np.asarray(dedup.clusters(rows))
+    groups = np.asarray(dedup.clusters(dedup.features(rows)))
     full = 1 - len(dedup(rows)) / len(rows)
     assert full == pytest.approx(33 / 400)
     emb = unit(np.random.default_rng(0).normal(size=(len(rows), 16)))

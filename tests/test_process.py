@@ -1,5 +1,5 @@
-"""process=ray gives the rows process.engine=local gives: each row-local Cleaning operator,
-and whole strategies, on the shipped CMD sample split into many Ray blocks (a real local Ray
+"""process=ray gives the rows process=local gives: each Cleaning operator (near-duplicate removal
+with its signatures computed on Ray), and a whole strategy, on the shipped CMD sample split into many Ray blocks (a real local Ray
 instance, 2 CPUs)."""
 from dataclasses import replace
 
@@ -39,10 +39,12 @@ def test_the_engines_are_config_groups_and_local_is_the_default():
     assert type(build_engine(OmegaConf.to_container(cfg().process))) is LocalEngine
     row_local = sorted(n for n, c in OPERATORS.items() if c.row_local)
     assert row_local == ["clean_html", "ngram_repetition_filter", "special_char_filter", "token_num_filter"]
+    assert [n for n, c in OPERATORS.items() if c.row_features] == ["minhash_dedup"]
 
 
-@pytest.mark.parametrize("name", ["clean_html", "special_char_filter", "token_num_filter", "ngram_repetition_filter"])
-def test_each_row_local_cleaning_operator_gives_the_same_rows_on_ray(ray_engine, cmd_rows, name):
+@pytest.mark.parametrize("name", ["clean_html", "minhash_dedup", "special_char_filter", "token_num_filter",
+                                  "ngram_repetition_filter"])
+def test_each_cleaning_operator_gives_the_same_rows_on_ray(ray_engine, cmd_rows, name):
     (spec,) = [s for s in OmegaConf.to_container(cfg().teams)["cleaning"] if (s if isinstance(s, str) else next(iter(s))) == name]
     op = build_op(spec)
     local = LocalEngine().run(op, cmd_rows)

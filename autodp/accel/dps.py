@@ -108,7 +108,10 @@ def duplicate_groups(rows: list[Row], teams_cfg: Mapping[str, Any], op_name: str
                          f"clusters; those that do: {sorted(k for k, v in OPERATORS.items() if hasattr(v, 'clusters'))}")
     specs = [s for team in teams_cfg.values() for s in team or []
              if (s if isinstance(s, str) else next(iter(s))) == op_name]
-    return np.asarray(build_op(specs[0]).clusters(rows)) if specs else None
+    if not specs:
+        return None
+    op = build_op(specs[0])
+    return np.asarray(op.clusters(op.features(rows)))
 
 
 def sample_rows(rows: list[Row], encoder_cfg: Mapping[str, Any], ratio: float, method: str, seed: int,

@@ -49,6 +49,10 @@ class Operator(ABC):
     # Each row's output depends on that row alone (a mapper or a filter): the operator gives the
     # same rows on any split of the data, so an engine may run it on shards (autodp/process).
     row_local: ClassVar[bool] = False
+    # The operator is ``select(rows, features(rows))`` with ``features`` row-local (one picklable
+    # value per row, e.g. a MinHash signature) and ``select`` seeing them all: an engine may
+    # compute the features on shards and select in one place.
+    row_features: ClassVar[bool] = False
 
     @abstractmethod
     def __call__(self, rows: list[Row]) -> list[Row]:
@@ -79,14 +83,18 @@ def _text(row: Row) -> tuple[str, ...]:
     return tuple(row[f] for f in TEXT_FIELDS)
 
 
+def report(op: Operator, rows: list[Row], out: list[Row], seconds: float) -> OpReport:
+    """Rows in, rows out, rows whose text ``op`` changed, seconds, and the operator's own counts."""
+    before = {r["id"]: _text(r) for r in rows}
+    changed = sum(1 for r in out if r["id"] in before and before[r["id"]] != _text(r))
+    return OpReport(op.name, op.team.value, len(rows), len(out), changed, round(seconds, 4),
+                    dict(getattr(op, "last_stats", {})))
+
+
 def run_op(op: Operator, rows: list[Row]) -> tuple[list[Row], OpReport]:
     t0 = time.perf_counter()
     out = op(rows)
-    seconds = time.perf_counter() - t0
-    before = {r["id"]: _text(r) for r in rows}
-    changed = sum(1 for r in out if r["id"] in before and before[r["id"]] != _text(r))
-    return out, OpReport(op.name, op.team.value, len(rows), len(out), changed, round(seconds, 4),
-                         dict(getattr(op, "last_stats", {})))
+    return out, report(op, rows, out, time.perf_counter() - t0)
 
 
 def scale_counts(spec: dict[str, Any] | str, ratio: float) -> dict[str, Any] | str:

@@ -1,7 +1,10 @@
-"""``process.engine=ray``: row-local operators (mappers and filters, ``Operator.row_local``) run as
-Ray Data batch maps over the rows, in blocks of ``batch_size`` spread over the cluster's CPUs; the
-others (near-duplicate removal, the LLM teams, selection) still run in this process on all rows.
-Rows travel as their JSON lines, so what comes back is exactly what went in, order included.
+"""``process=ray``: operators as Ray Data batch maps over the rows, in blocks of ``batch_size`` spread
+over the cluster's CPUs. A row-local operator (a mapper or a filter, ``Operator.row_local``) runs
+whole on each block. An operator with row features (``Operator.row_features``: near-duplicate
+removal, whose MinHash signatures are the costly part) has its features computed on the blocks and
+its selection made here, over all of them. The others (the LLM teams, LESS selection) run in this
+process on all rows. Rows travel as their JSON lines, so what comes back is exactly what went in,
+order included.
 
 ``address: null`` starts a Ray instance on this machine (``num_cpus`` of it); ``auto`` or a
 ``ray://`` address joins a running cluster (``ray start --head`` and workers).
@@ -10,30 +13,38 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import time
 from typing import Any
 
 import numpy as np
 
-from autodp.data.io import TEXT_FIELDS, Row
-from autodp.ops.base import Operator, OpReport, run_op
+from autodp.data.io import Row
+from autodp.ops.base import Operator, OpReport, report, run_op
 
 log = logging.getLogger(__name__)
 
 
-class _Shard:
-    """What a Ray task runs on one block: the operator on its rows, and which rows it changed."""
+class _Rows:
+    """What a Ray task runs on one block of a row-local operator: the operator on its rows."""
 
     def __init__(self, op: Operator):
         self.op = op
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = [json.loads(x) for x in batch["row"]]
-        before = {r["id"]: tuple(r[f] for f in TEXT_FIELDS) for r in rows}
-        out = self.op(rows)
-        changed = [r["id"] in before and before[r["id"]] != tuple(r[f] for f in TEXT_FIELDS) for r in out]
-        return {"row": np.array([json.dumps(r, ensure_ascii=False) for r in out], dtype=object),
-                "changed": np.array(changed, dtype=bool)}
+        out = self.op([json.loads(x) for x in batch["row"]])
+        return {"row": np.array([json.dumps(r, ensure_ascii=False) for r in out], dtype=object)}
+
+
+class _Features:
+    """What a Ray task runs on one block of an operator with row features: its features."""
+
+    def __init__(self, op: Operator):
+        self.op = op
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        features = self.op.features([json.loads(x) for x in batch["row"]])
+        return {"feature": np.array([pickle.dumps(f) for f in features], dtype=object)}
 
 
 class RayEngine:
@@ -55,12 +66,15 @@ class RayEngine:
         return ray
 
     def run(self, op: Operator, rows: list[Row]) -> tuple[list[Row], OpReport]:
-        if not op.row_local or len(rows) < max(self.min_rows, 1):
+        if len(rows) < max(self.min_rows, 1) or not (op.row_local or op.row_features):
             return run_op(op, rows)
         ray = self._connect()
         t0 = time.perf_counter()
-        ds = ray.data.from_items([{"row": json.dumps(r, ensure_ascii=False)} for r in rows])
-        out = ds.map_batches(_Shard(op), batch_size=self.batch_size, batch_format="numpy").take_all()
-        kept = [json.loads(x["row"]) for x in out]
-        return kept, OpReport(op.name, op.team.value, len(rows), len(kept), sum(bool(x["changed"]) for x in out),
-                              round(time.perf_counter() - t0, 4), {})
+        blocks = ray.data.from_items([{"row": json.dumps(r, ensure_ascii=False)} for r in rows])
+        if op.row_local:
+            done = blocks.map_batches(_Rows(op), batch_size=self.batch_size, batch_format="numpy").take_all()
+            out = [json.loads(x["row"]) for x in done]
+        else:
+            done = blocks.map_batches(_Features(op), batch_size=self.batch_size, batch_format="numpy").take_all()
+            out = op.select(rows, [pickle.loads(x["feature"]) for x in done])
+        return out, report(op, rows, out, time.perf_counter() - t0)
