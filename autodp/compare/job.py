@@ -4,11 +4,9 @@ questions, and its answer NLL on their gold answers. The model and the answers a
 made them, so a rerun job or a resumed compare redoes nothing."""
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from autodp.compare.final import final_model
 from autodp.data.io import load_rows, load_spec
 from autodp.evaluate.finetune import answer_nll
+from autodp.evaluate.request import signature_of
 from autodp.evaluate.scoring import generate_answers
 from autodp.resources import cpu_threads
 
@@ -40,8 +39,7 @@ class ArmRequest:
 
     @property
     def signature(self) -> str:
-        blob = {k: v for k, v in asdict(self).items() if k not in LOCATIONS}
-        return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return signature_of(self, LOCATIONS)
 
     def failed(self, error: str, trace: str) -> "ArmResult":
         return ArmResult(strategy=self.strategy, signature=self.signature, status="failed", error=error,

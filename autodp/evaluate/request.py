@@ -11,6 +11,12 @@ from typing import Any
 LOCATIONS = ("out_dir", "crm_dir", "tracking", "process")
 
 
+def signature_of(request: Any, locations: tuple[str, ...]) -> str:
+    """A request's identity: the hash of its fields but ``locations`` (Dora-style)."""
+    blob = {k: v for k, v in asdict(request).items() if k not in locations}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class EvalRequest:
     strategy: str                # Strategy.key
@@ -53,9 +59,8 @@ class EvalRequest:
 
     @property
     def signature(self) -> str:
-        """Identity of the evaluation: everything that can change its score (Dora-style)."""
-        blob = {k: v for k, v in asdict(self).items() if k not in LOCATIONS}
-        return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        """Identity of the evaluation: everything that can change its score."""
+        return signature_of(self, LOCATIONS)
 
     def failed(self, error: str, trace: str) -> "EvalResult":
         """The result of a job that ended without one (autodp/cluster/jobs.py)."""
