@@ -21,6 +21,7 @@ import numpy as np
 
 from autodp.data.io import Row
 from autodp.ops.base import Operator, OpReport, report, run_op
+from autodp.resources import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ class RayEngine:
         import ray  # imported only when this engine is asked for
 
         if not ray.is_initialized():
-            ray.init(address=self.address, num_cpus=None if self.address else self.num_cpus,
+            # a Ray started here takes the CPUs this process was given (a SLURM job's), not the node's
+            ray.init(address=self.address, num_cpus=None if self.address else cpu_threads(self.num_cpus),
                      include_dashboard=False, log_to_driver=False, configure_logging=False)
             log.info("ray: %s, %s CPUs", self.address or "a local instance", ray.cluster_resources().get("CPU"))
         ctx = ray.data.DataContext.get_current()
