@@ -57,7 +57,7 @@ def test_llm_package_imports_no_data_code():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     allowed = ("autodp.llm", "autodp.resources", "openai", "torch", "transformers", "lmformatenforcer",
-               "omegaconf", "vllm", "__future__")
+               "omegaconf", "vllm", "tqdm", "__future__")
     for path in (ROOT / "autodp" / "llm").glob("*.py"):
         for mod in re.findall(r"^\s*(?:from|import)\s+([\w.]+)", path.read_text(), re.M):
             assert mod.split(".")[0] in sys.stdlib_module_names or mod.startswith(allowed), (path.name, mod)

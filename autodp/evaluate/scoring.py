@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from peft import PeftModel
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from autodp.data.io import Row
 from autodp.evaluate.finetune import answer_nll
-from autodp.llm.client import build_client
+from autodp.llm.client import build_client, in_chunks
 from autodp.metrics import METRICS
 
 CHUNK = 16  # questions per call: the progress bar's step (answers are cached as they come)
@@ -43,13 +42,8 @@ def generate_answers(folder: Path, questions: list[Row], ft: Mapping[str, Any], 
     client = build_client({"backend": "transformers", **settings, "model": str(folder), "chat": False,
                            "temperature": 0.0, "cache": cache})
     prompts = [ft["template"].format(instruction=q["instruction"], input=q["input"]) for q in questions]
-    answers, counts = [], {"generated": 0, "cached": 0}
-    with tqdm(total=len(prompts), desc=f"answers {folder.name}", unit="question", leave=False) as bar:
-        for start in range(0, len(prompts), CHUNK):
-            answers += [a.strip() for a in client.generate(prompts[start:start + CHUNK], seed=seed)]
-            counts = {k: v + client.last_call.get(k, 0) for k, v in counts.items()}
-            bar.update(len(prompts[start:start + CHUNK]))
-    return answers, counts
+    return in_chunks(client, prompts, lambda chunk: [a.strip() for a in client.generate(chunk, seed=seed)],
+                     f"answers {folder.name}", CHUNK)
 
 
 def score(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[Row], ft: Mapping[str, Any],

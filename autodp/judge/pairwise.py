@@ -16,10 +16,8 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any, Mapping, Sequence
 
-from tqdm.auto import tqdm
-
 from autodp.judge.verdict import FLIP, parse_verdict
-from autodp.llm.client import LLMClient
+from autodp.llm.client import LLMClient, in_chunks
 
 log = logging.getLogger(__name__)
 LANGS = ("zh", "en")
@@ -84,16 +82,14 @@ def judge_questions(client: LLMClient, rows: Sequence[Mapping[str, Any]], ours: 
                     theirs: Mapping[str, str], cfg: Mapping[str, Any], seed: int = 0) -> list[Judgment]:
     """``judge_pairs`` over dataset rows (their ``id``, ``instruction`` and ``input``) with the
     answers keyed by id, in chunks with a progress bar; ``cfg`` is conf/judge's."""
-    t0, judgments, calls = time.perf_counter(), [], {"generated": 0, "cached": 0}
-    with tqdm(total=len(rows), desc="judge", unit="question") as bar:
-        for start in range(0, len(rows), CHUNK):
-            chunk = rows[start:start + CHUNK]
-            ids = [r["id"] for r in chunk]
-            judgments += judge_pairs(client, ids, [r["instruction"] + r["input"] for r in chunk],
-                                     [ours[i] for i in ids], [theirs[i] for i in ids], lang=cfg["lang"], seed=seed,
-                                     max_tokens=cfg["max_tokens"], structured=cfg["structured"])
-            calls = {k: v + client.last_call.get(k, 0) for k, v in calls.items()}
-            bar.update(len(chunk))
+    def judge(chunk: Sequence[Mapping[str, Any]]) -> list[Judgment]:
+        ids = [r["id"] for r in chunk]
+        return judge_pairs(client, ids, [r["instruction"] + r["input"] for r in chunk], [ours[i] for i in ids],
+                           [theirs[i] for i in ids], lang=cfg["lang"], seed=seed, max_tokens=cfg["max_tokens"],
+                           structured=cfg["structured"])
+
+    t0 = time.perf_counter()
+    judgments, calls = in_chunks(client, rows, judge, "judge", CHUNK)
     log.info("%d questions judged in both orders in %.1f s (%d judge calls generated, %d cached)", len(rows),
              time.perf_counter() - t0, calls["generated"], calls["cached"])
     return judgments

@@ -11,16 +11,19 @@ import importlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
 from autodp.llm.base import Backend, Completion, Prompt, Request, Sampling
 from autodp.llm.cache import DiskCache, request_key
 from autodp.resources import cache_dir
+
+T, R = TypeVar("T"), TypeVar("R")
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,20 @@ class LLMClient:
 
     def _cached(self, key: str) -> Completion | None:
         return self.cache.get(key) if self.cache is not None else None
+
+
+def in_chunks(client: LLMClient, items: Sequence[T], fn: Callable[[Sequence[T]], list[R]], desc: str,
+              chunk: int = 16) -> tuple[list[R], dict[str, int]]:
+    """``fn`` (which calls ``client``) over ``items`` in chunks, with a progress bar stepping per
+    chunk: (the results in order, how many answers were generated and how many came from the cache)."""
+    out: list[R] = []
+    counts = {"generated": 0, "cached": 0}
+    with tqdm(total=len(items), desc=desc, unit="question", leave=False) as bar:
+        for start in range(0, len(items), chunk):
+            out += fn(items[start:start + chunk])
+            counts = {k: v + client.last_call.get(k, 0) for k, v in counts.items()}
+            bar.update(len(items[start:start + chunk]))
+    return out, counts
 
 
 def _plain(cfg: Mapping) -> dict[str, Any]:
