@@ -26,6 +26,7 @@ from autodp.data.specs import DataSpecs, data_specs, heldout_test_spec, pinned
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
 from autodp.ops.teams import available_teams, scale_teams
+from autodp.process import StreamingEngine, build_engine
 from autodp.search import Context, Proposer, Search
 from autodp.store import RunStore, locked
 from autodp.strategy import Strategy, Team
@@ -143,7 +144,8 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         out.timings["dps"] = dps_seconds
         out.timings["total"] = time.perf_counter() - t0  # the search: what the timing grid compares
         t2 = time.perf_counter()
-        export(replace(request_template(cfg, full, run_dir, pts), strategy=out.best.key), run_dir / "export")
+        export(replace(request_template(cfg, full, run_dir, pts), strategy=out.best.key), run_dir / "export",
+               cfg.get("max_row_bytes"))
         out.timings["export"] = time.perf_counter() - t2
         test = heldout_test_spec(cfg, run_dir / "splits") if cfg.search.confirm else None
         if test is not None:  # opened only now, after the search has decided
@@ -171,8 +173,10 @@ def run_apply(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     strategy = Strategy.parse(cfg.strategy)
     cfg = load_config(cfg, run_dir)
     pts = screening_model_path(cfg) if cfg.accel.pts.enabled else None
-    req = replace(request_template(cfg, data_specs(cfg, run_dir / "splits"), run_dir, pts), strategy=strategy.key)
-    m = export(req, run_dir / "export")
+    streams = isinstance(build_engine(OmegaConf.to_container(cfg.process, resolve=True)), StreamingEngine)
+    req = replace(request_template(cfg, data_specs(cfg, run_dir / "splits", check_train=not streams), run_dir, pts),
+                  strategy=strategy.key)
+    m = export(req, run_dir / "export", cfg.get("max_row_bytes"))
     return {"signature": signature(cfg), "strategy": m["strategy"], "rows": m["output"]["rows"]}
 
 

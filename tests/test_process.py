@@ -1,6 +1,14 @@
 """process=ray gives the rows process=local gives: each Cleaning operator (near-duplicate removal
-with its signatures computed on Ray), and a whole strategy, on the shipped CMD sample split into many Ray blocks (a real local Ray
-instance, 2 CPUs)."""
+with its LSH buckets grouped on Ray), and a whole strategy's export streamed from sharded reads to
+JSONL parts, on the shipped CMD sample split into many Ray blocks (a real local Ray instance, 2
+CPUs); a killed export resumes; a Ray cluster inside a real (localhost) SLURM allocation."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 
 import pytest
@@ -52,19 +60,110 @@ def test_each_cleaning_operator_gives_the_same_rows_on_ray(ray_engine, cmd_rows,
     same(ray_engine.run(op, cmd_rows), local)
 
 
-@pytest.mark.slow
-def test_an_evaluation_processes_the_same_rows_on_ray(tmp_path, ray_engine):
-    """The evaluator's f(D) (LESS selection included, which runs in-process under either engine)."""
+def exported(out):
+    m = json.loads((out / "manifest.json").read_text())
+    files = sorted((out / "train").glob("part-*.jsonl")) or [out / "train.jsonl"]
+    rows = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    steps = [(s["op"], s["rows_in"], s["rows_out"], s["rows_changed"]) for s in m["steps"]]
+    return rows, m["input"], m["output"], steps
+
+
+def request(tmp_path, strategy, *overrides):
     from autodp.data.specs import data_specs
-    from autodp.evaluate.evaluator import process
     from autodp.evaluate.request import EvalRequest
 
-    c = cfg("process=ray", "process.num_cpus=2", "process.batch_size=64", "process.progress=false",
-            "dataset.train_limit=300")
-    req = replace(EvalRequest.from_config(c, *data_specs(c, tmp_path / "splits"), out_dir=str(tmp_path)), strategy="cleaning>selection")
-    rows, on_ray, ray_reports = process(req, None)
-    _, local, local_reports = process(replace(req, process=None), None)
-    assert on_ray == local and len(local) < len(rows) == 300
-    assert [(r.op, r.rows_in, r.rows_out, r.rows_changed) for r in ray_reports] == \
-           [(r.op, r.rows_in, r.rows_out, r.rows_changed) for r in local_reports]
-    assert replace(req, process=None).signature == req.signature  # the engine is not part of what is computed
+    c = cfg("process=ray", "process.batch_size=64", "process.progress=false", "dataset.train_limit=200", *overrides)
+    return replace(EvalRequest.from_config(c, *data_specs(c, tmp_path / "splits"), out_dir=str(tmp_path)), strategy=strategy)
+
+
+@pytest.mark.slow
+def test_an_export_on_ray_streams_to_the_rows_and_manifest_of_the_local_export(tmp_path, ray_engine):
+    """A whole strategy with an LLM team (its answers cached by the local run, as a search leaves
+    them): the same rows, ids and texts, and the same counts in the manifest, from sharded reads,
+    Parquet steps and JSONL parts."""
+    from datasets import load_from_disk
+
+    from autodp.apply import export
+
+    req = request(tmp_path, "cleaning>optimization", "llm=smollm2", "llm.fraction=0.03", "process.shard_bytes=50000")
+    local = exported_to = tmp_path / "local"
+    export(replace(req, process=None), local)
+    export(req, exported_to := tmp_path / "ray")
+    rows, inp, out, steps = exported(exported_to)
+    assert (rows, inp, out, steps) == exported(local)
+    assert [s[0] for s in steps][-2:] == ["optimize_question", "optimize_answer"] and len(rows) < 200
+    def llm_counts(out):  # seconds aside
+        return [{k: v for k, v in s["stats"].items() if k != "llm_seconds"}
+                for s in json.loads((out / "manifest.json").read_text())["steps"][-2:]]
+
+    assert all(s["processed"] >= 1 for s in llm_counts(exported_to))  # the LLM was asked about rows
+    assert llm_counts(exported_to) == llm_counts(local)  # and answered the same on both engines
+    assert load_from_disk(str(exported_to / "hf"))["id"] == [r["id"] for r in rows]
+    assert not (exported_to / ".steps").exists()  # checkpoints go once the export is whole (no CRM here)
+
+
+def test_a_streamed_read_names_the_line_and_field_of_bad_input(tmp_path, ray_engine, cmd_rows):
+    from autodp.data.io import DataError
+
+    bad = tmp_path / "bad.jsonl"
+    lines = [json.dumps(r, ensure_ascii=False) for r in cmd_rows[:300]]
+    lines[250] = lines[10]  # a repeated id, in another shard than its first line
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    req = replace(request(tmp_path, "cleaning", "process.shard_bytes=20000"), train={"path": str(bad), "limit": None})
+    from autodp.apply import export
+
+    with pytest.raises(DataError, match=rf"bad.jsonl:251: field 'id': duplicate id .*first on line 11"):
+        export(req, tmp_path / "out")
+    lines[250] = lines[250].replace('"output"', '"outptu"')
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.jsonl:251: field 'output': missing"):
+        export(req, tmp_path / "out")
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def launch(run_dir, *overrides, **popen):
+    return subprocess.Popen([sys.executable, "launch.py", "task=apply", "strategy=cleaning", "process=ray",
+                             "process.num_cpus=2", "process.progress=false", "process.batch_size=256",
+                             "dataset.train_limit=600", "logger=none", f"hydra.run.dir={run_dir}", *overrides],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+@pytest.mark.slow
+def test_a_killed_ray_export_resumes_from_its_last_finished_operator(tmp_path):
+    run = tmp_path / "run"
+    first = launch(run)
+    steps = run / "export" / ".steps"
+    deadline = time.time() + 600
+    while len([p for p in steps.glob("*") if not p.name.startswith(".")]) < 3:  # the read and two operators
+        assert first.poll() is None and time.time() < deadline, first.stdout.read()[-3000:] if first.stdout else ""
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done = len([p for p in steps.glob("*") if not p.name.startswith(".")]) - 1
+    assert not (run / "export" / "manifest.json").exists()
+
+    again = launch(run)
+    log = again.communicate(timeout=600)[0]
+    assert again.returncode == 0, log[-3000:]
+    assert log.count("finished before") == done >= 2
+    from autodp.apply import export
+
+    local = export(replace(request(tmp_path, "cleaning", "dataset.train_limit=600"), process=None), tmp_path / "local")
+    assert exported(run / "export")[:3] == exported(tmp_path / "local")[:3] and local["output"]["rows"] < 600
+
+
+@pytest.mark.slow
+def test_task_apply_on_a_ray_cluster_started_inside_a_slurm_allocation(tmp_path, slurm_cluster):
+    """slurm/ray-apply.sbatch on the localhost SLURM cluster: the Ray head as a step of the job, the
+    export connecting to it; the rows of the local engine."""
+    env = {**os.environ, "AUTODP_RUN_DIR": str(tmp_path / "run")}
+    r = subprocess.run(["sbatch", "--wait", "-N", "1", "-c", "2", "--mem=6G", "-o", str(tmp_path / "job.out"),
+                        "slurm/ray-apply.sbatch", "dataset.train_limit=300", "process.progress=false", "logger=none",
+                        "strategy=cleaning"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    log = (tmp_path / "job.out").read_text()
+    assert r.returncode == 0, r.stderr + log[-3000:]
+    assert "1 Ray nodes up" in log and re.search(r"ray: [\d.]+:\d+, 2.0 CPUs", log)  # joined, not started its own
+    from autodp.apply import export
+
+    export(replace(request(tmp_path, "cleaning", "dataset.train_limit=300"), process=None), tmp_path / "local")
+    assert exported(tmp_path / "run" / "export")[:3] == exported(tmp_path / "local")[:3]

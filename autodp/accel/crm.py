@@ -70,10 +70,11 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def prefix_keys(rows: list[Row], chains: Sequence[tuple[Team, Sequence[Operator]]], screener: Any = None) -> list[str]:
-    """The key of every prefix T1..Ti, i = 1..n, of the teams in ``chains`` applied to ``rows``."""
-    key = _digest("rows", FORMAT, content_hash(rows))
-    keys = []
+def step_keys(rows_hash: str, chains: Sequence[tuple[Team, Sequence[Operator]]], screener: Any = None) -> list[list[str]]:
+    """For each team in ``chains``, the key of every step T1..Ti-1 + the first k operators of Ti,
+    applied to rows whose ``content_hash`` is ``rows_hash``. A team's last step has the key of
+    the prefix T1..Ti, so resuming within a team (process=ray) and reusing whole teams share keys."""
+    key, keys = _digest("rows", FORMAT, rows_hash), []
     for team, ops in chains:
         screened = None
         if screener is not None and team in PTS_TEAMS:
@@ -81,9 +82,15 @@ def prefix_keys(rows: list[Row], chains: Sequence[tuple[Team, Sequence[Operator]
             if screened is None:
                 raise TypeError(f"CRM keys a screened team by the screening model's digest; "
                                 f"{type(screener).__name__} has none")
-        key = _digest(key, team.value, [[op.name, _plain(op.params())] for op in ops], screened)
-        keys.append(key)
+        params = [[op.name, _plain(op.params())] for op in ops]
+        keys.append([_digest(key, team.value, params[:k], screened) for k in range(1, len(ops) + 1)])
+        key = keys[-1][-1]
     return keys
+
+
+def prefix_keys(rows: list[Row], chains: Sequence[tuple[Team, Sequence[Operator]]], screener: Any = None) -> list[str]:
+    """The key of every prefix T1..Ti, i = 1..n, of the teams in ``chains`` applied to ``rows``."""
+    return [team[-1] for team in step_keys(content_hash(rows), chains, screener)]
 
 
 def score_key(rows: list[Row], finetune: Mapping[str, Any], eval_cfg: Mapping[str, Any], val: Mapping[str, Any],

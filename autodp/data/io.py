@@ -28,7 +28,10 @@ class DataError(UserError):
         where = f"{path}" + (f":{line}" if line is not None else "")
         what = f" field {field!r}:" if field else ""
         super().__init__(f"{where}:{what} {problem}")
-        self.path, self.line, self.field = str(path), line, field
+        self.path, self.line, self.field, self.problem = str(path), line, field, problem
+
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in a Ray task, it comes back whole
+        return type(self), (self.path, self.line, self.field, self.problem)
 
 
 def validate_row(obj: Any, path: str | os.PathLike, line: int) -> Row:
@@ -49,37 +52,47 @@ def validate_row(obj: Any, path: str | os.PathLike, line: int) -> Row:
     return row
 
 
-def load_rows(path: str | os.PathLike, limit: int | None = None, max_row_bytes: int | None = None) -> list[Row]:
-    """Read a JSONL file, validating every row (or the first ``limit`` rows); a row longer than
-    ``max_row_bytes`` (the config key of that name) is an error."""
-    path = Path(path)
+def check_jsonl(path: Path) -> None:
+    """A JSONL file is there to read: the errors given before reading a line."""
     if path.is_dir():
         raise DataError(path, None, None, "is a directory; a JSONL file (one JSON object per line) is expected")
     if not path.is_file():
         raise DataError(path, None, None, "no such file")
     if path.suffix.lower() in NOT_JSONL:
         raise DataError(path, None, None, f"a {path.suffix} file; JSONL (one JSON object per line) is expected")
+
+
+def parse_line(path: str | os.PathLike, lineno: int, raw: bytes, max_row_bytes: int | None) -> Row:
+    """The validated row on a non-blank line; a ``DataError`` naming the line (and field) if it is bad."""
+    if max_row_bytes is not None and len(raw) > max_row_bytes:
+        raise DataError(path, lineno, None, f"a row of {len(raw):,} bytes, over max_row_bytes={max_row_bytes:,} "
+                                            "(raise it, or set it to null for no limit)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(path, lineno, None, f"not valid UTF-8 (byte {e.start})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        hint = "" if text.lstrip().startswith(("{", "[")) else "; JSONL (one JSON object per line) is expected"
+        raise DataError(path, lineno, None, f"bad JSON: {e.msg} at column {e.colno}{hint}") from None
+    return validate_row(obj, path, lineno)
+
+
+def load_rows(path: str | os.PathLike, limit: int | None = None, max_row_bytes: int | None = None) -> list[Row]:
+    """Read a JSONL file, validating every row (or the first ``limit`` rows); a row longer than
+    ``max_row_bytes`` (the config key of that name) is an error."""
+    path = Path(path)
+    check_jsonl(path)
     rows: list[Row] = []
     first_line: dict[str, int] = {}
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             if limit is not None and len(rows) >= limit:
                 break
-            if max_row_bytes is not None and len(raw) > max_row_bytes:
-                raise DataError(path, lineno, None, f"a row of {len(raw):,} bytes, over max_row_bytes={max_row_bytes:,} "
-                                                    "(raise it, or set it to null for no limit)")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(path, lineno, None, f"not valid UTF-8 (byte {e.start})") from None
-            if not text.strip():
+            if not raw.strip():
                 continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                hint = "" if text.lstrip().startswith(("{", "[")) else "; JSONL (one JSON object per line) is expected"
-                raise DataError(path, lineno, None, f"bad JSON: {e.msg} at column {e.colno}{hint}") from None
-            row = validate_row(obj, path, lineno)
+            row = parse_line(path, lineno, raw, max_row_bytes)
             if row["id"] in first_line:
                 raise DataError(path, lineno, "id", f"duplicate id {row['id']!r}, first on line {first_line[row['id']]}")
             first_line[row["id"]] = lineno
@@ -123,26 +136,56 @@ def write_rows(path: str | os.PathLike, rows: Iterable[Row]) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def fingerprint(rows: Iterable[Row]) -> str:
-    """Content hash of the rows' text fields in order (ids and meta do not count)."""
-    h = hashlib.sha256()
-    for row in rows:
+class RowDigest:
+    """``fingerprint`` and ``content_hash`` of rows fed one at a time, for data that does not fit in
+    memory. ``add_line`` takes a row as ``row_line`` wrote it, without parsing it again."""
+
+    def __init__(self) -> None:
+        self._text, self._content, self.rows = hashlib.sha256(), hashlib.sha256(), 0
+
+    def add(self, row: Row) -> None:
+        self.add_line(row_line(row), row)
+
+    def add_line(self, line: str, row: Row) -> None:
         for field in TEXT_FIELDS:
             v = row[field].encode("utf-8")
-            h.update(len(v).to_bytes(8, "little"))
-            h.update(v)
-    return h.hexdigest()[:16]
+            self._text.update(len(v).to_bytes(8, "little"))
+            self._text.update(v)
+        v = line.encode("utf-8")
+        self._content.update(len(v).to_bytes(8, "little"))
+        self._content.update(v)
+        self.rows += 1
+
+    @property
+    def fingerprint(self) -> str:
+        return self._text.hexdigest()[:16]
+
+    @property
+    def content_hash(self) -> str:
+        return self._content.hexdigest()
+
+
+def row_line(row: Row) -> str:
+    """A row's canonical JSON text (keys sorted): what ``content_hash`` hashes."""
+    return json.dumps(row, sort_keys=True, ensure_ascii=False)
+
+
+def digest(rows: Iterable[Row]) -> RowDigest:
+    d = RowDigest()
+    for row in rows:
+        d.add(row)
+    return d
+
+
+def fingerprint(rows: Iterable[Row]) -> str:
+    """Content hash of the rows' text fields in order (ids and meta do not count)."""
+    return digest(rows).fingerprint
 
 
 def content_hash(rows: Iterable[Row]) -> str:
     """sha256 of every field of every row in order. Unlike ``fingerprint`` it covers ids and
     meta too: operators pick rows by id, so rows that differ only there process differently."""
-    h = hashlib.sha256()
-    for row in rows:
-        v = json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8")
-        h.update(len(v).to_bytes(8, "little"))
-        h.update(v)
-    return h.hexdigest()
+    return digest(rows).content_hash
 
 
 def file_digest(path: str | os.PathLike) -> str:

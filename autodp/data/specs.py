@@ -62,7 +62,7 @@ def train_rows(cfg: Any) -> list[Row]:
     return carved.train[: d["train_limit"]]
 
 
-def data_specs(cfg: Any, split_dir: Path) -> DataSpecs:
+def data_specs(cfg: Any, split_dir: Path, check_train: bool = True) -> DataSpecs:
     """Validated specs. With ``dataset.val: null`` the last ``val_rows`` rows of ``train`` are
     held out (written to ``split_dir``, so the split is part of the run's record); with
     ``dataset.test: null`` the ``test_rows`` before them are dropped from training (only
@@ -81,8 +81,9 @@ def data_specs(cfg: Any, split_dir: Path) -> DataSpecs:
     specs = DataSpecs(train, {"path": val_path, "offset": e.target_rows, "limit": e.val_limit},
                       {"path": val_path, "offset": 0, "limit": e.target_rows}, dict(train, limit=None))
     # Fail on bad input before any agent call or training. The pool is every training row, so
-    # rows past train_limit that the pre-warm and the full-size export read are checked too.
-    for spec in (specs.train, specs.val, specs.target, specs.pool):
+    # rows past train_limit that the pre-warm and the full-size export read are checked too,
+    # unless an engine that streams reads them (it checks each row as it reads it).
+    for spec in (specs.train, specs.val, specs.target, specs.pool) if check_train else (specs.val, specs.target):
         load_spec(spec, cfg.get("max_row_bytes"))
     return DataSpecs(*(pinned(spec) for spec in specs))
 

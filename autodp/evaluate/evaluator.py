@@ -7,6 +7,7 @@ import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -48,11 +49,15 @@ def process(req: EvalRequest, crm: Crm | None) -> tuple[list[Row], list[Row], li
     """f(D) for the request: (input rows, processed rows, one report per operator). With a
     ``crm`` (the request's ``crm_dir``) the longest cached prefix of the strategy is reused."""
     rows = load_spec(req.train)
-    context = {"finetune": req.finetune, "val": req.target, "pool": req.pool,
-               "screener": ScreeningModel.load(Path(req.screener)) if req.screener else None}
-    processed, reports = apply_strategy(Strategy.parse(req.strategy), rows, req.teams, context, crm,
+    processed, reports = apply_strategy(Strategy.parse(req.strategy), rows, req.teams, context(req), crm,
                                         build_engine(req.process))
     return rows, processed, reports
+
+
+def context(req: EvalRequest) -> dict[str, Any]:
+    """What operators may take from the evaluation they run in (``Operator.context_params``), and F."""
+    return {"finetune": req.finetune, "val": req.target, "pool": req.pool,
+            "screener": ScreeningModel.load(Path(req.screener)) if req.screener else None}
 
 
 def evaluate(req: EvalRequest) -> EvalResult:

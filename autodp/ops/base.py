@@ -50,8 +50,10 @@ class Operator(ABC):
     # same rows on any split of the data, so an engine may run it on shards (autodp/process).
     row_local: ClassVar[bool] = False
     # The operator is ``select(rows, features(rows))`` with ``features`` row-local (one picklable
-    # value per row, e.g. a MinHash signature) and ``select`` seeing them all: an engine may
-    # compute the features on shards and select in one place.
+    # value per row, e.g. a MinHash signature) and ``select`` keeping the rows ``keep(features)``
+    # says. ``buckets(feature)`` (e.g. LSH bands) are keys such that a row sharing none with
+    # another is kept and changes nothing: an engine computes features and buckets on shards,
+    # groups the buckets on the cluster, and calls ``keep`` in one place on the rows that share.
     row_features: ClassVar[bool] = False
 
     @abstractmethod

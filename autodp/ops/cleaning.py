@@ -7,6 +7,7 @@ filter really filters.
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 import unicodedata
@@ -139,7 +140,22 @@ class MinHashDedup(Operator):
                                                    seed=self.seed, hashfunc=zlib.crc32, scheme=SCHEME)]
 
     def select(self, rows: list[Row], signatures: list[np.ndarray]) -> list[Row]:
-        return [r for i, (r, c) in enumerate(zip(rows, self.clusters(signatures))) if c == i]
+        return [r for r, k in zip(rows, self.keep(signatures)) if k]
+
+    def keep(self, signatures: list[np.ndarray]) -> list[bool]:
+        """Whether each row is kept. A row that shares no ``buckets`` with any other is kept and
+        drops none, so rows that share none may be left out of ``signatures`` (process=ray)."""
+        return [c == i for i, c in enumerate(self.clusters(signatures))]
+
+    def buckets(self, signature: np.ndarray) -> list[int]:
+        """The row's LSH bands as 63-bit keys: only rows sharing a key are ever compared."""
+        return [int.from_bytes(hashlib.blake2b(b.to_bytes(2, "little") + signature[lo:hi].tobytes(), digest_size=8)
+                               .digest(), "little") >> 1 for b, (lo, hi) in enumerate(self._bands())]
+
+    def _bands(self) -> list[tuple[int, int]]:
+        if not hasattr(self, "_ranges"):  # the bands MinHashLSH chooses for threshold and num_perm
+            self._ranges = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm).hashranges
+        return self._ranges
 
     def clusters(self, signatures: list[np.ndarray]) -> list[int]:
         """For each row, the index of the kept row it near-duplicates; its own index when kept."""

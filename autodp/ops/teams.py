@@ -33,16 +33,27 @@ def scale_teams(teams_cfg: Mapping[str, Any], ratio: float) -> dict[str, Any]:
     return {team: [scale_counts(s, ratio) for s in specs or []] for team, specs in teams_cfg.items()}
 
 
+def run_step(op: Operator, rows: list[Row], screener: Any = None, engine: Any = None) -> tuple[list[Row], OpReport]:
+    """One operator of a strategy: on the rows F flags when PTS screens its team, else on the
+    ``engine`` (None: in this process)."""
+    if screener is not None and op.team in PTS_TEAMS:
+        rows, rep = run_with_pts(op, rows, screener)
+    else:
+        rows, rep = (run_op if engine is None else engine.run)(op, rows)
+    return rows, rep
+
+
+def log_step(rep: OpReport) -> None:
+    log.info("%-24s %5d -> %5d rows, %4d changed, %.2f s", rep.op, rep.rows_in, rep.rows_out, rep.rows_changed,
+             rep.seconds)
+
+
 def _run_team(chain: list[Operator], rows: list[Row], screener: Any, engine: Any) -> tuple[list[Row], list[OpReport]]:
-    reports, run = [], run_op if engine is None else engine.run
+    reports = []
     for op in chain:
-        if screener is not None and op.team in PTS_TEAMS:
-            rows, rep = run_with_pts(op, rows, screener)
-        else:
-            rows, rep = run(op, rows)
+        rows, rep = run_step(op, rows, screener, engine)
+        log_step(rep)
         reports.append(rep)
-        log.info("%-24s %5d -> %5d rows, %4d changed, %.2f s", rep.op, rep.rows_in, rep.rows_out,
-                 rep.rows_changed, rep.seconds)
     return rows, reports
 
 

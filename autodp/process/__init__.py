@@ -1,19 +1,33 @@
 """Engines run an operator on rows (``process.engine``, conf/process): in this process (``local``,
 the default and the reference), or on a Ray cluster (``ray``). Every engine has
 ``run(op, rows) -> (rows, OpReport)`` and gives the rows the local engine gives; a new engine is a
-class built from its config and a conf/process/*.yaml naming it in ``_target_``."""
+class built from its config and a conf/process/*.yaml naming it in ``_target_``. An engine that
+also ``stream``s runs a whole strategy from a file without holding its rows (the export)."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
 
 from hydra.utils import get_class
 
 from autodp.data.io import Row
 from autodp.ops.base import Operator, OpReport
+from autodp.strategy import Strategy
 
 
 class Engine(Protocol):
     def run(self, op: Operator, rows: list[Row]) -> tuple[list[Row], OpReport]: ...
+
+
+@runtime_checkable
+class StreamingEngine(Protocol):
+    part_rows: int  # rows per part of the exported files
+
+    def stream(self, strategy: Strategy, spec: Mapping[str, Any], teams_cfg: Mapping[str, Any],
+               context: dict[str, Any], work: Path, max_row_bytes: int | None = None
+               ) -> tuple[dict[str, Any], Iterator[Row], list[OpReport]]:
+        """(the input's rows, fingerprint and content hash; the processed rows, read lazily in
+        order; a report per operator), with every step checkpointed under ``work``."""
 
 
 def build_engine(cfg: Mapping[str, Any] | None) -> Engine:

@@ -1,82 +1,75 @@
-"""``process=ray``: operators as Ray Data batch maps over the rows, in blocks of ``batch_size`` spread
-over the cluster's CPUs. A row-local operator (a mapper or a filter, ``Operator.row_local``) runs
-whole on each block. An operator with row features (``Operator.row_features``: near-duplicate
-removal, whose MinHash signatures are the costly part) has its features computed on the blocks and
-its selection made here, over all of them. The others (the LLM teams, LESS selection) run in this
-process on all rows. Rows travel as their JSON lines, so what comes back is exactly what went in,
-order included.
+"""``process=ray``: operators on a Ray cluster through Ray Data, giving the rows process=local gives.
+
+Two entry points share the steps of ``ray_stream.py``: ``run(op, rows)`` for rows already in
+memory (an evaluation's DPS sample), and ``stream(...)`` for a whole strategy over a file of any
+size (the export), with every step checkpointed on disk. A row-local operator (a mapper or a
+filter) runs on the blocks; near-duplicate removal computes its signatures and LSH buckets on the
+blocks and groups the buckets on the cluster; the other operators (the LLM teams, LESS) run in
+this process on all rows.
 
 ``address: null`` starts a Ray instance on this machine (``num_cpus`` of it); ``auto`` or a
-``ray://`` address joins a running cluster (``ray start --head`` and workers).
+``host:port`` joins a running cluster (``ray start --head`` and workers: slurm/ray-apply.sbatch).
 """
 from __future__ import annotations
 
 import json
 import logging
-import pickle
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator, Mapping
 
-import numpy as np
-
-from autodp.data.io import Row
+from autodp.data.io import Row, row_line
 from autodp.ops.base import Operator, OpReport, report, run_op
+from autodp.process.ray_stream import Pipeline, apply_op, rows_of
 from autodp.resources import cpu_threads
+from autodp.strategy import Strategy
 
 log = logging.getLogger(__name__)
 
 
-class _Rows:
-    """What a Ray task runs on one block of a row-local operator: the operator on its rows."""
-
-    def __init__(self, op: Operator):
-        self.op = op
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self.op([json.loads(x) for x in batch["row"]])
-        return {"row": np.array([json.dumps(r, ensure_ascii=False) for r in out], dtype=object)}
-
-
-class _Features:
-    """What a Ray task runs on one block of an operator with row features: its features."""
-
-    def __init__(self, op: Operator):
-        self.op = op
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        features = self.op.features([json.loads(x) for x in batch["row"]])
-        return {"feature": np.array([pickle.dumps(f) for f in features], dtype=object)}
-
-
 class RayEngine:
     def __init__(self, address: str | None = None, num_cpus: int | None = None, batch_size: int = 4096,
-                 min_rows: int = 0, progress: bool = True):
-        self.address, self.num_cpus, self.batch_size = address, num_cpus, batch_size
-        self.min_rows, self.progress = min_rows, progress
+                 min_rows: int = 0, shard_bytes: int = 64 << 20, part_rows: int = 1_000_000,
+                 shuffle: str = "sort_shuffle_pull_based", progress: bool = True):
+        self.address, self.num_cpus, self.batch_size, self.shuffle = address, num_cpus, batch_size, shuffle
+        self.min_rows, self.shard_bytes, self.part_rows, self.progress = min_rows, shard_bytes, part_rows, progress
 
     def _connect(self) -> Any:
         import ray  # imported only when this engine is asked for
 
         if not ray.is_initialized():
             # a Ray started here takes the CPUs this process was given (a SLURM job's), not the node's
-            ray.init(address=self.address, num_cpus=None if self.address else cpu_threads(self.num_cpus),
+            # address "local": a new instance, never one that `ray start` left recorded in /tmp/ray
+            ray.init(address=self.address or "local", num_cpus=None if self.address else cpu_threads(self.num_cpus),
                      include_dashboard=False, log_to_driver=False, configure_logging=False)
             log.info("ray: %s, %s CPUs", self.address or "a local instance", ray.cluster_resources().get("CPU"))
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # the rows come back in the local engine's order
         ctx.enable_progress_bars = self.progress
+        ctx.shuffle_strategy = self.shuffle  # how LSH buckets are grouped across the cluster
+        ctx.raise_original_map_exception = True  # a bad row's DataError, not Ray's UserCodeException
         return ray
+
+    def _pipeline(self, work: Path) -> Pipeline:
+        ray = self._connect()
+        return Pipeline(ray, work, self.batch_size, max(1, int(ray.cluster_resources().get("CPU", 1))), self.shard_bytes)
 
     def run(self, op: Operator, rows: list[Row]) -> tuple[list[Row], OpReport]:
         if len(rows) < max(self.min_rows, 1) or not (op.row_local or op.row_features):
             return run_op(op, rows)
-        ray = self._connect()
+        pipe = self._pipeline(Path("."))
         t0 = time.perf_counter()
-        blocks = ray.data.from_items([{"row": json.dumps(r, ensure_ascii=False)} for r in rows])
+        ds = pipe.ray.data.from_items([{"idx": i, "row": row_line(r)} for i, r in enumerate(rows)])
         if op.row_local:
-            done = blocks.map_batches(_Rows(op), batch_size=self.batch_size, batch_format="numpy").take_all()
-            out = [json.loads(x["row"]) for x in done]
+            ds = ds.map_batches(apply_op, fn_args=(op,), batch_size=self.batch_size, batch_format="numpy")
         else:
-            done = blocks.map_batches(_Features(op), batch_size=self.batch_size, batch_format="numpy").take_all()
-            out = op.select(rows, [pickle.loads(x["feature"]) for x in done])
+            ds = pipe.dedup(op, ds, len(rows))
+        out = [json.loads(x["row"]) for x in ds.select_columns(["row"]).take_all()]
         return out, report(op, rows, out, time.perf_counter() - t0)
+
+    def stream(self, strategy: Strategy, spec: Mapping[str, Any], teams_cfg: Mapping[str, Any],
+               context: dict[str, Any], work: Path, max_row_bytes: int | None = None
+               ) -> tuple[dict[str, Any], Iterator[Row], list[OpReport]]:
+        """The strategy over the rows of ``spec``, checkpointed under ``work`` (see ray_stream.py)."""
+        inp, last, reports = self._pipeline(work).run(strategy, spec, teams_cfg, context, max_row_bytes)
+        return inp, (json.loads(r["row"]) for r in rows_of(last)), reports
