@@ -92,12 +92,13 @@ def test_an_export_on_ray_streams_to_the_rows_and_manifest_of_the_local_export(t
     rows, inp, out, steps = exported(exported_to)
     assert (rows, inp, out, steps) == exported(local)
     assert [s[0] for s in steps][-2:] == ["optimize_question", "optimize_answer"] and len(rows) < 200
-    def llm_counts(out):  # seconds aside
-        return [{k: v for k, v in s["stats"].items() if k != "llm_seconds"}
+    def llm_counts(out, keys=("llm_seconds", "llm_cached")):  # time and cache hits aside
+        return [{k: v for k, v in s["stats"].items() if k not in keys}
                 for s in json.loads((out / "manifest.json").read_text())["steps"][-2:]]
 
     assert all(s["processed"] >= 1 for s in llm_counts(exported_to))  # the LLM was asked about rows
     assert llm_counts(exported_to) == llm_counts(local)  # and answered the same on both engines
+    assert all(s["llm_cached"] == s["processed"] for s in llm_counts(exported_to, ("llm_seconds",)))  # from the cache
     assert load_from_disk(str(exported_to / "hf"))["id"] == [r["id"] for r in rows]
     assert not (exported_to / ".steps").exists()  # checkpoints go once the export is whole (no CRM here)
 
