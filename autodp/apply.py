@@ -27,8 +27,7 @@ from typing import Any, Iterator
 from datasets import Dataset
 
 from autodp.accel.crm import Crm
-from autodp.data.io import (TEXT_FIELDS, Row, RowDigest, atomic_write, content_hash, fingerprint, row_line,
-                            write_rows)
+from autodp.data.io import TEXT_FIELDS, Row, RowDigest, atomic_write, row_line, write_rows
 from autodp.data.io import digest as digest_rows
 from autodp.evaluate.evaluator import context, process
 from autodp.evaluate.request import EvalRequest
@@ -82,15 +81,16 @@ def _write_parts(rows: Iterator[Row], folder: Path, part_rows: int) -> tuple[lis
     return sorted(folder.glob("part-*.jsonl")), digest
 
 
-def manifest(req: EvalRequest, inp: dict[str, Any], out: RowDigest, reports: list[Any], seconds: float
+def manifest(req: EvalRequest, inp: dict[str, Any], out: dict[str, Any], reports: list[Any], seconds: float
              ) -> dict[str, Any]:
+    """``inp`` and ``out``: ``RowDigest.summary()`` of the input and the processed rows."""
     strategy = Strategy.parse(req.strategy)
     return {
         "strategy": strategy.key, "label": strategy.label, "seed": req.seed,
         "operators": {t.value: req.teams[t.value] for t in strategy.teams},
         "input": {**req.train, **inp},
         "steps": [r.as_dict() for r in reports],
-        "output": {"rows": out.rows, "fingerprint": out.fingerprint, "content_hash": out.content_hash},
+        "output": out,
         "screening_model": req.screener, "seconds": round(seconds, 2),
     }
 
@@ -109,11 +109,11 @@ def export(req: EvalRequest, out_dir: str | Path, max_row_bytes: int | None = No
         (out / "train.jsonl").unlink(missing_ok=True)  # an earlier local export's: the parts replace it
     else:
         rows, processed, reports = process(req, Crm(req.crm_dir) if req.crm_dir else None)  # reuse what the search processed
-        inp = {"rows": len(rows), "fingerprint": fingerprint(rows), "content_hash": content_hash(rows)}
+        inp = digest_rows(rows).summary()
         write_rows(out / "train.jsonl", processed)
         files, digest = [out / "train.jsonl"], digest_rows(processed)
     _save_hf(files, out / "hf")
-    m = manifest(req, inp, digest, reports, time.perf_counter() - t0)
+    m = manifest(req, inp, digest.summary(), reports, time.perf_counter() - t0)
     with atomic_write(out / "manifest.json") as f:
         json.dump(m, f, indent=1, ensure_ascii=False, default=str)
     if isinstance(engine, StreamingEngine) and not req.crm_dir:

@@ -140,6 +140,8 @@ class RowDigest:
     """``fingerprint`` and ``content_hash`` of rows fed one at a time, for data that does not fit in
     memory. ``add_line`` takes a row as ``row_line`` wrote it, without parsing it again."""
 
+    SUMMARY = ("rows", "fingerprint", "content_hash")
+
     def __init__(self) -> None:
         self._text, self._content, self.rows = hashlib.sha256(), hashlib.sha256(), 0
 
@@ -163,6 +165,10 @@ class RowDigest:
     @property
     def content_hash(self) -> str:
         return self._content.hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        """Rows, fingerprint and content hash: what a manifest records of a set of rows."""
+        return {k: getattr(self, k) for k in self.SUMMARY}
 
 
 def row_line(row: Row) -> str:

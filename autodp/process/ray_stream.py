@@ -24,7 +24,7 @@ import pickle
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -163,13 +163,17 @@ class Pipeline:
         except FileNotFoundError:
             return None
 
-    def _commit(self, key: str, ds: Any, info: Mapping[str, Any]) -> dict[str, Any]:
-        """Write ``ds`` as the step ``key``: into a temp folder, renamed into place when whole."""
+    def _commit(self, key: str, ds: Any, report: Callable[[int, int], OpReport] | None = None) -> dict[str, Any]:
+        """Write ``ds`` as the step ``key``: into a temp folder, with its row counts and the
+        ``report(rows, changed)`` of its operator, renamed into place when whole."""
         tmp = self.work / f".{key}.{uuid.uuid4().hex}.tmp"
         tmp.mkdir(parents=True)
         try:
             stats = ds.map_batches(_write, fn_args=(str(tmp),), batch_size=None, batch_format="numpy").to_pandas()
-            info = {**info, "rows": int(stats["rows"].sum()), "changed": int(stats["changed"].sum())}
+            info: dict[str, Any] = {"rows": int(stats["rows"].sum()), "changed": int(stats["changed"].sum())}
+            if report is not None:
+                rep = report(info["rows"], info["changed"]).as_dict()
+                info["report"] = {k: v for k, v in rep.items() if k != "cached"}
             (tmp / REPORT).write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
             try:
                 tmp.rename(self.work / key)
@@ -214,7 +218,7 @@ class Pipeline:
                 .map_batches(_Parse(window, max_row_bytes), batch_size=1, batch_format="numpy")
             tmp_key = f"{key}.ids"
             try:
-                self._commit(tmp_key, ds, {})
+                self._commit(tmp_key, ds)
             except Exception as e:  # a bad row: the DataError a reader task raised, not Ray's wrapping
                 raise _cause(e, DataError) or e
 
@@ -222,8 +226,7 @@ class Pipeline:
             digest = RowDigest()
             for r in rows_of(self.work / tmp_key):
                 digest.add_line(r["row"], json.loads(r["row"]))
-            info = {"rows": digest.rows, "fingerprint": digest.fingerprint, "content_hash": digest.content_hash,
-                    "seconds": round(time.perf_counter() - t0, 2), "shards": len(shards)}
+            info = {**digest.summary(), "seconds": round(time.perf_counter() - t0, 2), "shards": len(shards)}
             (self.work / tmp_key / REPORT).write_text(json.dumps(info), encoding="utf-8")
             (self.work / tmp_key).rename(self.work / key)
             log.info("read %d rows of %s in %d shards, %.1f s", info["rows"], path, len(shards), info["seconds"])
@@ -263,11 +266,9 @@ class Pipeline:
             out = self.dedup(op, ds, rows_in)
         else:
             return self._in_process(op, key, ds, screener)
-        info = self._commit(key, out, {})
-        rep = OpReport(op.name, op.team.value, rows_in, info["rows"], info["changed"],
-                       round(time.perf_counter() - t0, 4), {})
-        self._write_report(key, info, rep)
-        return rep
+        info = self._commit(key, out, lambda rows, changed: OpReport(
+            op.name, op.team.value, rows_in, rows, changed, round(time.perf_counter() - t0, 4), {}))
+        return OpReport(**info["report"])
 
     def dedup(self, op: Operator, ds: Any, rows: int) -> Any:
         t0 = time.perf_counter()
@@ -299,13 +300,8 @@ class Pipeline:
         out, rep = run_step(op, rows, screener)
         lines = [row_line(r) for r in out]
         ds = self.ray.data.from_items([{"idx": i, "row": line} for i, line in enumerate(lines)])
-        info = self._commit(key, ds, {})
-        self._write_report(key, info, rep)
+        self._commit(key, ds, lambda rows, changed: rep)
         return rep
-
-    def _write_report(self, key: str, info: dict[str, Any], rep: OpReport) -> None:
-        info = {**info, "report": {k: v for k, v in rep.as_dict().items() if k != "cached"}}
-        (self.work / key / REPORT).write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
 
     # ---- a strategy
     def run(self, strategy: Strategy, spec: Mapping[str, Any], teams_cfg: Mapping[str, Any],
@@ -321,4 +317,4 @@ class Pipeline:
                 log_step(rep)
                 reports.append(rep)
                 key = next_key
-        return {k: inp[k] for k in ("rows", "fingerprint", "content_hash")}, self.work / key, reports
+        return {k: inp[k] for k in RowDigest.SUMMARY}, self.work / key, reports
