@@ -61,8 +61,11 @@ run: install
 # As root, the localhost SLURM cluster starts first (slurm/local-cluster.sh; it stays up for the
 # next run) and SLURM_CONF points the tests at it. Where it cannot start, the SLURM tests skip
 # and pytest's summary says why; with AUTODP_REQUIRE_SLURM=1 (.ci/run sets it) they fail.
+# A local Ray cluster (slurm/local-ray.sh; it stays up too) must start: the Ray tests join it.
 test: install
-	@if [ "$$(id -u)" -ne 0 ]; then echo "make test: not root, no SLURM cluster started"; \
+	@line=$$(PATH=$(CURDIR)/$(BIN):$$PATH slurm/local-ray.sh start) || { echo "make test: the local Ray cluster did not start"; exit 1; }; \
+	eval "$$line"; \
+	if [ "$$(id -u)" -ne 0 ]; then echo "make test: not root, no SLURM cluster started"; \
 	elif line=$$(slurm/local-cluster.sh start); then eval "$$line"; \
 	else echo "make test: the SLURM cluster did not start (see above): the SLURM tests will skip (fail with AUTODP_REQUIRE_SLURM=1)"; fi; \
 	$(BIN)/python -m pytest -q --durations=25 tests; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 0; }; exit $$rc

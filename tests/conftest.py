@@ -22,6 +22,10 @@ SLURM_DIR = Path(os.environ.get("AUTODP_SLURM_DIR", "/tmp/autodp-slurm"))
 # Set by .ci/run: a SLURM test that cannot run fails instead of skipping, so a green CI means the
 # SLURM paths ran.
 REQUIRE_SLURM = os.environ.get("AUTODP_REQUIRE_SLURM") == "1"
+# The local Ray cluster that `make test` starts (slurm/local-ray.sh) and the Ray tests join; a test
+# run by hand without it starts a Ray instance of its own (2 CPUs).
+RAY_ADDRESS = os.environ.get("AUTODP_RAY_ADDRESS")
+RAY = [f"process.address={RAY_ADDRESS}"] if RAY_ADDRESS else ["process.num_cpus=2"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,7 +1,8 @@
 """process=ray gives the rows process=local gives: each Cleaning operator (near-duplicate removal
-with its LSH buckets grouped on Ray), and a whole strategy's export streamed from sharded reads to
-JSONL parts, on the shipped CMD sample split into many Ray blocks (a real local Ray instance, 2
-CPUs); a killed export resumes; a Ray cluster inside a real (localhost) SLURM allocation."""
+with its LSH buckets grouped on Ray), an LLM's answers generated on a pool of Ray actors, and a
+whole strategy's export streamed from sharded reads to JSONL parts, on the shipped CMD sample split
+into many Ray blocks (on the local Ray cluster `make test` starts, 2 CPUs); a killed export
+resumes; a Ray cluster inside a real (localhost) SLURM allocation."""
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import autodp.ops  # noqa: F401 - registers the operators
 from autodp.ops.base import OPERATORS, build_op
 from autodp.process import build_engine
 from autodp.process.local import LocalEngine
-from conftest import ROOT
+from conftest import RAY, RAY_ADDRESS, ROOT
 
 
 def cfg(*overrides):
@@ -31,8 +32,11 @@ def cfg(*overrides):
 def ray_engine():
     import ray
 
-    engine = build_engine(OmegaConf.to_container(cfg("process=ray", "process.num_cpus=2",
-                                                     "process.batch_size=128", "process.progress=false").process))
+    engine = build_engine(OmegaConf.to_container(cfg("process=ray", *RAY, "process.batch_size=128",
+                                                     "process.progress=false").process))
+    if RAY_ADDRESS:  # joined the cluster of `make test` (it reports the node's IP), not a Ray of its own
+        gcs = engine.pipeline(".").ray.get_runtime_context().gcs_address
+        assert gcs.rsplit(":", 1)[1] == RAY_ADDRESS.rsplit(":", 1)[1], gcs
     yield engine
     ray.shutdown()
 
@@ -60,6 +64,24 @@ def test_each_cleaning_operator_gives_the_same_rows_on_ray(ray_engine, cmd_rows,
     same(ray_engine.run(op, cmd_rows), local)
 
 
+def test_an_llm_generates_on_a_pool_of_ray_actors_the_answers_it_generates_here(ray_engine):
+    """Uncached prompts: the client's chunk is cut into the backend's own batches, each generated
+    whole by one of two actors (1 CPU each) as this process's backend generates it."""
+    from autodp.llm.client import build_client
+    from autodp.process.ray_llm import pooled
+
+    client = {**OmegaConf.to_container(cfg("llm=smollm2").llm.client), "cache": False, "batch_size": 2,
+              "max_tokens": 12}
+    prompts = [[{"role": "user", "content": f"Name {n} fruits."}] for n in range(1, 8)]  # batches of 2, 2, 2, 1
+    here = build_client(client)
+    with pooled(ray_engine.pipeline(".").ray, client, actors=2, cpus=1, gpus=0) as pool:
+        assert pool.model == here.model and pool.backend.batch_size == 2 * 2 * 4
+        got = pool.complete(prompts)
+        assert pool.last_call["generated"] == 7
+    assert got == here.complete(prompts)
+    assert len({c.text for c in got}) > 1  # the answers are the prompts' own
+
+
 def exported(out):
     m = json.loads((out / "manifest.json").read_text())
     files = sorted((out / "train").glob("part-*.jsonl")) or [out / "train.jsonl"]
@@ -77,10 +99,10 @@ def request(tmp_path, strategy, *overrides):
 
 
 @pytest.mark.slow
-def test_an_export_on_ray_streams_to_the_rows_and_manifest_of_the_local_export(tmp_path, ray_engine):
+def test_an_export_on_ray_streams_to_the_rows_and_manifest_of_the_local_export(tmp_path, ray_engine, caplog):
     """A whole strategy with an LLM team (its answers cached by the local run, as a search leaves
     them): the same rows, ids and texts, and the same counts in the manifest, from sharded reads,
-    Parquet steps and JSONL parts."""
+    Parquet steps and JSONL parts; the LLM operators asked a pool of Ray actors."""
     from datasets import load_from_disk
 
     from autodp.apply import export
@@ -88,7 +110,9 @@ def test_an_export_on_ray_streams_to_the_rows_and_manifest_of_the_local_export(t
     req = request(tmp_path, "cleaning>optimization", "llm=smollm2", "llm.fraction=0.03", "process.shard_bytes=50000")
     local = exported_to = tmp_path / "local"
     export(replace(req, process=None), local)
-    export(req, exported_to := tmp_path / "ray")
+    with caplog.at_level("INFO", logger="autodp.process.ray_llm"):
+        export(req, exported_to := tmp_path / "ray")
+    assert caplog.text.count("llm pool: 2 Ray actors") == 2  # one pool per LLM operator
     rows, inp, out, steps = exported(exported_to)
     assert (rows, inp, out, steps) == exported(local)
     assert [s[0] for s in steps][-2:] == ["optimize_question", "optimize_answer"] and len(rows) < 200
@@ -123,8 +147,8 @@ def test_a_streamed_read_names_the_line_and_field_of_bad_input(tmp_path, ray_eng
 
 
 def launch(run_dir, *overrides, **popen):
-    return subprocess.Popen([sys.executable, "launch.py", "task=apply", "strategy=cleaning", "process=ray",
-                             "process.num_cpus=2", "process.progress=false", "process.batch_size=256",
+    return subprocess.Popen([sys.executable, "launch.py", "task=apply", "strategy=cleaning", "process=ray", *RAY,
+                             "process.progress=false", "process.batch_size=256",
                              "dataset.train_limit=600", "logger=none", f"hydra.run.dir={run_dir}", *overrides],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 

@@ -21,7 +21,7 @@ from autodp.ops.generation import FillMissingAnswer, GenerateQAFromShots
 from autodp.ops.llm_op import LLMOperator
 from autodp.strategy import Team
 
-from conftest import SAMPLES
+from conftest import RAY_ADDRESS, SAMPLES
 from test_generation import NEW_A, NEW_Q, Scripted, row
 
 torch.set_num_threads(1)
@@ -96,6 +96,27 @@ def test_split_by_f_partitions_the_rows_in_order(model, rows):
     assert 0 < len(noisy) < len(rows)
     html = [r["id"] for r in rows if "<div" in r["output"]]
     assert len(html) == 40 and set(html) <= set(noisy)  # F never skips markup
+
+
+def test_f_screens_rows_on_ray_actors_as_it_does_here(model, rows, tmp_path):
+    """process=ray scores an export's rows with a copy of F on each of a pool of Ray actors (each
+    loading its own encoder): the same verdicts as here."""
+    import pickle
+
+    import ray
+
+    from autodp.data.io import row_line
+    from autodp.process.ray_engine import RayEngine
+
+    here = model.predict(rows)
+    assert model._encoder is not None and pickle.loads(pickle.dumps(model))._encoder is None  # not shipped
+    pipe = RayEngine(address=RAY_ADDRESS, num_cpus=2, batch_size=50, progress=False).pipeline(tmp_path)
+    try:
+        ds = pipe.ray.data.from_items([{"idx": i, "row": row_line(r)} for i, r in enumerate(rows)])
+        assert (pipe.screen(ds, model).predict(rows) == here).all()
+    finally:
+        ray.shutdown()
+    assert 0 < here.sum() < len(rows)
 
 
 def test_pts_lets_the_operator_change_exactly_the_rows_f_flags(model, rows):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -60,9 +61,13 @@ def _work(op: LLMOperator, rows: list[Row]) -> int:
     return op.work(sum(op.targets(rows)))
 
 
-def run_with_pts(op: Operator, rows: list[Row], model: Screener) -> tuple[list[Row], PtsReport]:
-    """Run ``op`` on ``rows`` so that it processes only the rows F flags: an LLM operator with
-    its ``only_ids`` set to them, a selector on them alone. Logs counts and times, never text."""
+Run = Callable[[Operator, list[Row]], tuple[list[Row], OpReport]]
+
+
+def run_with_pts(op: Operator, rows: list[Row], model: Screener, run: Run = run_op) -> tuple[list[Row], PtsReport]:
+    """Run ``op`` on ``rows`` (with ``run``: an engine's) so that it processes only the rows F
+    flags: an LLM operator with its ``only_ids`` set to them, a selector on them alone. Logs
+    counts and times, never text."""
     t0 = time.perf_counter()
     noisy_ids, _ = split_by_f(rows, model)
     screen_seconds = round(time.perf_counter() - t0, 4)
@@ -70,10 +75,10 @@ def run_with_pts(op: Operator, rows: list[Row], model: Screener) -> tuple[list[R
         without = _work(op, rows)
         op.only_ids = noisy_ids
         skipped = without - _work(op, rows)
-        out, rep = run_op(op, rows)
+        out, rep = run(op, rows)
         processed = op.last_stats["processed"]  # LLM calls made
     elif op.team is Team.SELECTION:
-        out, rep = select_with_pts(op, rows, set(noisy_ids))
+        out, rep = select_with_pts(op, rows, set(noisy_ids), run)
         processed, skipped = len(noisy_ids), len(rows) - len(noisy_ids)
     else:
         raise TypeError(f"PTS restricts LLM and selection operators only; {op.name!r} is neither")
@@ -88,9 +93,9 @@ def run_with_pts(op: Operator, rows: list[Row], model: Screener) -> tuple[list[R
     return out, report
 
 
-def select_with_pts(op: Operator, rows: list[Row], noisy: set[str]) -> tuple[list[Row], OpReport]:
+def select_with_pts(op: Operator, rows: list[Row], noisy: set[str], run: Run = run_op) -> tuple[list[Row], OpReport]:
     """Clean rows pass; ``op`` selects among the noisy ones. Row order is kept."""
-    chosen, rep = run_op(op, [r for r in rows if r["id"] in noisy])
+    chosen, rep = run(op, [r for r in rows if r["id"] in noisy])
     kept = {r["id"] for r in chosen}
     out = [r for r in rows if r["id"] not in noisy or r["id"] in kept]
     return out, replace(rep, rows_in=len(rows), rows_out=len(out))

@@ -109,8 +109,16 @@ def _plain(cfg: Mapping) -> dict[str, Any]:
     return dict(cfg)
 
 
-def build_client(cfg: Mapping) -> LLMClient:
-    """A client from a ``conf/llm/*.yaml`` mapping (a dict or an OmegaConf node)."""
+def make_backend(kind: str, params: Mapping[str, Any]) -> Backend:
+    """The backend ``kind`` (a key of BACKENDS) built from its own keys of a ``conf/llm`` client."""
+    module, _, name = BACKENDS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)(**params)
+
+
+def build_client(cfg: Mapping, backend: Callable[[str, dict[str, Any]], Backend] = make_backend) -> LLMClient:
+    """A client from a ``conf/llm/*.yaml`` mapping (a dict or an OmegaConf node). ``backend(kind,
+    params)`` builds what generates; by default the backend itself, in this process (an engine may
+    build a pool of them on a cluster: autodp/process/ray_llm.py)."""
     cfg = _plain(cfg)
     kind = cfg.pop("backend")
     if kind not in BACKENDS:
@@ -119,9 +127,8 @@ def build_client(cfg: Mapping) -> LLMClient:
     if "stop" in sampling:
         sampling["stop"] = tuple(sampling["stop"] or ())
     chat, use_cache = bool(cfg.pop("chat", True)), bool(cfg.pop("cache", True))
-    module, _, name = BACKENDS[kind].partition(":")
-    backend = getattr(importlib.import_module(module), name)(**cfg)
-    return LLMClient(backend, Sampling(**sampling), chat=chat, cache=DiskCache(cache_dir("llm")) if use_cache else None)
+    return LLMClient(backend(kind, cfg), Sampling(**sampling), chat=chat,
+                     cache=DiskCache(cache_dir("llm")) if use_cache else None)
 
 
 @lru_cache(maxsize=None)

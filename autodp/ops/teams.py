@@ -5,7 +5,7 @@ import logging
 from typing import Any, Mapping
 
 from autodp.accel.crm import Crm, prefix_keys
-from autodp.accel.pts import PTS_TEAMS, run_with_pts
+from autodp.accel.pts import PTS_TEAMS, Run, run_with_pts
 from autodp.data.io import Row
 from autodp.ops.base import Operator, OpReport, TeamNotAvailable, build_op, run_op, scale_counts
 from autodp.strategy import Strategy, Team
@@ -33,14 +33,10 @@ def scale_teams(teams_cfg: Mapping[str, Any], ratio: float) -> dict[str, Any]:
     return {team: [scale_counts(s, ratio) for s in specs or []] for team, specs in teams_cfg.items()}
 
 
-def run_step(op: Operator, rows: list[Row], screener: Any = None, engine: Any = None) -> tuple[list[Row], OpReport]:
-    """One operator of a strategy: on the rows F flags when PTS screens its team, else on the
-    ``engine`` (None: in this process)."""
-    if screener is not None and op.team in PTS_TEAMS:
-        rows, rep = run_with_pts(op, rows, screener)
-    else:
-        rows, rep = (run_op if engine is None else engine.run)(op, rows)
-    return rows, rep
+def run_step(op: Operator, rows: list[Row], screener: Any = None, run: Run = run_op) -> tuple[list[Row], OpReport]:
+    """One operator of a strategy, with ``run`` (an engine's; by default in this process),
+    restricted to the rows F flags when PTS screens its team."""
+    return run_with_pts(op, rows, screener, run) if screener is not None and op.team in PTS_TEAMS else run(op, rows)
 
 
 def log_step(rep: OpReport) -> None:
@@ -51,7 +47,7 @@ def log_step(rep: OpReport) -> None:
 def _run_team(chain: list[Operator], rows: list[Row], screener: Any, engine: Any) -> tuple[list[Row], list[OpReport]]:
     reports = []
     for op in chain:
-        rows, rep = run_step(op, rows, screener, engine)
+        rows, rep = run_step(op, rows, screener, run_op if engine is None else engine.run)
         log_step(rep)
         reports.append(rep)
     return rows, reports

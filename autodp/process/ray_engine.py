@@ -4,8 +4,9 @@ Two entry points share the steps of ``ray_stream.py``: ``run(op, rows)`` for row
 memory (an evaluation's DPS sample), and ``stream(...)`` for a whole strategy over a file of any
 size (the export), with every step checkpointed on disk. A row-local operator (a mapper or a
 filter) runs on the blocks; near-duplicate removal computes its signatures and LSH buckets on the
-blocks and groups the buckets on the cluster; the other operators (the LLM teams, LESS) run in
-this process on all rows.
+blocks and groups the buckets on the cluster. An LLM operator runs in this process and generates on
+a pool of Ray actors (``llm.actors``: ray_llm.py); F, where PTS screens a team, scores the rows of
+an export on a pool of Ray actors too. LESS runs in this process on all rows.
 
 ``address: null`` starts a Ray instance on this machine (``num_cpus`` of it); ``auto`` or a
 ``host:port`` joins a running cluster (``ray start --head`` and workers: slurm/ray-apply.sbatch).
@@ -15,11 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from autodp.data.io import Row, row_line
 from autodp.ops.base import Operator, OpReport, report, run_op
+from autodp.ops.llm_op import LLMOperator
+from autodp.process.ray_llm import pooled
 from autodp.process.ray_stream import Pipeline, apply_op, rows_of
 from autodp.resources import cpu_threads
 from autodp.strategy import Strategy
@@ -30,9 +34,10 @@ log = logging.getLogger(__name__)
 class RayEngine:
     def __init__(self, address: str | None = None, num_cpus: int | None = None, batch_size: int = 4096,
                  min_rows: int = 0, shard_bytes: int = 64 << 20, part_rows: int = 1_000_000,
-                 shuffle: str = "sort_shuffle_pull_based", progress: bool = True):
+                 shuffle: str = "sort_shuffle_pull_based", progress: bool = True, llm: Mapping[str, Any] | None = None):
         self.address, self.num_cpus, self.batch_size, self.shuffle = address, num_cpus, batch_size, shuffle
         self.min_rows, self.shard_bytes, self.part_rows, self.progress = min_rows, shard_bytes, part_rows, progress
+        self.llm = dict(llm or {"actors": 0})
 
     def _connect(self) -> Any:
         import ray  # imported only when this engine is asked for
@@ -50,14 +55,29 @@ class RayEngine:
         ctx.raise_original_map_exception = True  # a bad row's DataError, not Ray's UserCodeException
         return ray
 
-    def _pipeline(self, work: Path) -> Pipeline:
+    def pipeline(self, work: Path) -> Pipeline:
         ray = self._connect()
-        return Pipeline(ray, work, self.batch_size, max(1, int(ray.cluster_resources().get("CPU", 1))), self.shard_bytes)
+        return Pipeline(ray, work, self.batch_size, max(1, int(ray.cluster_resources().get("CPU", 1))), self.shard_bytes,
+                        self.run)
+
+    @contextmanager
+    def _on_pool(self, op: LLMOperator) -> Iterator[None]:
+        """``op`` generating on a pool of Ray actors while it runs."""
+        before = op.llm
+        with pooled(self._connect(), before, **self.llm) as client:
+            op.llm = client
+            try:
+                yield
+            finally:
+                op.llm = before
 
     def run(self, op: Operator, rows: list[Row]) -> tuple[list[Row], OpReport]:
+        if isinstance(op, LLMOperator) and self.llm["actors"] and isinstance(op.llm, Mapping) and rows:
+            with self._on_pool(op):
+                return run_op(op, rows)
         if len(rows) < max(self.min_rows, 1) or not (op.row_local or op.row_features):
             return run_op(op, rows)
-        pipe = self._pipeline(Path("."))
+        pipe = self.pipeline(Path("."))
         t0 = time.perf_counter()
         ds = pipe.ray.data.from_items([{"idx": i, "row": row_line(r)} for i, r in enumerate(rows)])
         if op.row_local:
@@ -71,5 +91,5 @@ class RayEngine:
                context: dict[str, Any], work: Path, max_row_bytes: int | None = None
                ) -> tuple[dict[str, Any], Iterator[Row], list[OpReport]]:
         """The strategy over the rows of ``spec``, checkpointed under ``work`` (see ray_stream.py)."""
-        inp, last, reports = self._pipeline(work).run(strategy, spec, teams_cfg, context, max_row_bytes)
+        inp, last, reports = self.pipeline(work).run(strategy, spec, teams_cfg, context, max_row_bytes)
         return inp, (json.loads(r["row"]) for r in rows_of(last)), reports

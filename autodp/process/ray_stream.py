@@ -8,8 +8,9 @@ on DPS samples, go through ``RayEngine.run``). No process holds all rows:
   (``Operator.row_features``) computes signatures and LSH buckets on the blocks, groups the
   buckets on the cluster, and decides with ``op.keep`` only on the rows that share a bucket
   (those signatures only reach this process), so it keeps exactly the rows the local operator
-  keeps. Any other operator (the LLM teams, LESS) runs in this process on all rows, under PTS
-  when F screens its team, as the local engine runs it.
+  keeps. Any other operator (the LLM teams, LESS) runs in this process on all rows, as the local
+  engine runs it, but on the engine's ``runner`` (an LLM operator generates on Ray actors). Where
+  PTS screens its team, F scores the rows first on a pool of Ray actors, one copy of F each.
 * **checkpoints**: every step is written as Parquet parts named by their first row's index, into
   ``<work>/<key>/`` under a CRM key (``accel.crm.step_keys``: the input's content, then every
   operator and its parameters). A finished step is never run again: a killed export resumes from
@@ -34,8 +35,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from autodp.accel.crm import step_keys
-from autodp.accel.pts import PTS_TEAMS
-from autodp.data.io import TEXT_FIELDS, DataError, RowDigest, check_jsonl, file_digest, row_line
+from autodp.accel.pts import PTS_TEAMS, Run, Screener
+from autodp.data.io import TEXT_FIELDS, DataError, Row, RowDigest, check_jsonl, file_digest, row_line
 from autodp.ops.base import Operator, OpReport
 from autodp.ops.teams import build_team, log_step, run_step
 from autodp.process import shards as sh
@@ -139,6 +140,27 @@ def _read(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"idx": table.column("idx").to_numpy(), "row": np.array(table.column("row").to_pylist(), dtype=object)}
 
 
+class _Screen:
+    """One actor of F's pool: a copy of F (its encoder loaded there), its verdict per row."""
+
+    def __init__(self, screener: Screener):
+        self.screener = screener
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = [json.loads(x) for x in batch["row"]]
+        return {"id": np.array([r["id"] for r in rows], dtype=object), "noisy": np.asarray(self.screener.predict(rows))}
+
+
+class Flags:
+    """F's verdicts, computed on the cluster, as a screener for run_with_pts."""
+
+    def __init__(self, noisy: dict[str, bool]):
+        self.noisy = noisy
+
+    def predict(self, rows: list[Row]) -> np.ndarray:
+        return np.array([self.noisy[r["id"]] for r in rows], dtype=bool)
+
+
 def parts(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.glob("part-*.parquet"))
 
@@ -152,9 +174,9 @@ def rows_of(folder: Path, columns: tuple[str, ...] = ("row",)) -> Iterator[dict[
 class Pipeline:
     """A strategy's steps on a Ray cluster, checkpointed under ``work``."""
 
-    def __init__(self, ray: Any, work: Path, batch_size: int, workers: int, shard_bytes: int):
+    def __init__(self, ray: Any, work: Path, batch_size: int, workers: int, shard_bytes: int, runner: Run):
         self.ray, self.work, self.batch_size = ray, Path(work), batch_size
-        self.workers, self.shard_bytes = workers, shard_bytes
+        self.workers, self.shard_bytes, self.runner = workers, shard_bytes, runner
 
     # ---- checkpoints
     def _done(self, key: str) -> dict[str, Any] | None:
@@ -259,7 +281,7 @@ class Pipeline:
         t0 = time.perf_counter()
         ds = self.dataset(src)
         if screener is not None and op.team in PTS_TEAMS:
-            return self._in_process(op, key, ds, screener)  # F decides which rows the operator sees
+            return self._in_process(op, key, ds, self.screen(ds, screener))  # F decides which rows it changes
         if op.row_local:
             out = ds.map_batches(apply_op, fn_args=(op,), batch_size=self.batch_size, batch_format="numpy")
         elif op.row_features:
@@ -293,11 +315,20 @@ class Pipeline:
         return ds.map_batches(_drop, fn_kwargs={"dropped": np.sort(dropped)}, batch_size=self.batch_size,
                               batch_format="numpy")
 
-    def _in_process(self, op: Operator, key: str, ds: Any, screener: Any) -> OpReport:
-        log.info("%s runs in this process, on all rows", op.name)
+    def screen(self, ds: Any, screener: Screener) -> Flags:
+        """F's verdict on every row of ``ds``, from a pool of Ray actors."""
+        t0 = time.perf_counter()
+        got = ds.map_batches(_Screen, fn_constructor_args=(screener,), concurrency=self.workers,
+                             batch_size=self.batch_size, batch_format="numpy").to_pandas()
+        log.info("F: %d of %d rows flagged, on %d Ray actors in %.1f s", int(got["noisy"].sum()), len(got),
+                 self.workers, time.perf_counter() - t0)
+        return Flags(dict(zip(got["id"], got["noisy"].astype(bool))))
+
+    def _in_process(self, op: Operator, key: str, ds: Any, screener: Screener | None) -> OpReport:
+        log.info("%s runs from this process, on all rows", op.name)
         rows = [json.loads(b) for batch in ds.iter_batches(batch_format="numpy", batch_size=self.batch_size)
                 for b in batch["row"]]
-        out, rep = run_step(op, rows, screener)
+        out, rep = run_step(op, rows, screener, self.runner)
         lines = [row_line(r) for r in out]
         ds = self.ray.data.from_items([{"idx": i, "row": line} for i, line in enumerate(lines)])
         self._commit(key, ds, lambda rows, changed: rep)

@@ -95,6 +95,10 @@ class ScreeningModel:
     metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json
     _encoder: Encoder | None = field(default=None, repr=False, compare=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy sent to another process (a Ray actor) loads its own encoder there
+        return {**self.__dict__, "_encoder": None}
+
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
