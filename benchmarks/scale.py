@@ -139,7 +139,7 @@ def one(engine: str, path: Path, mask: Path, n: int, shuffle: str) -> dict:
         startup = time.perf_counter() - t0
         work = Path(tempfile.mkdtemp(dir=path.parent, prefix=".steps-"))
         try:
-            pipe = eng._pipeline(work)
+            pipe = eng.pipeline(work)
             t0 = time.perf_counter()
             _, info = pipe.read({"path": str(path)}, None)
             ops["read"] = n / (time.perf_counter() - t0)

@@ -184,3 +184,32 @@ def test_keep_together_names_an_operator_that_finds_clusters():
     assert dps.duplicate_groups(rows, teams, None) is None
     with pytest.raises(ValueError, match="special_char_filter.*minhash_dedup"):
         dps.duplicate_groups(rows, teams, "special_char_filter")
+
+
+@pytest.mark.slow
+def test_process_ray_embeds_on_actors_what_this_process_embeds(cmd_rows):
+    """DPS under process=ray: the rows' texts encoded in slices on two Ray actors, each with its own
+    encoder, give this process's vectors under the same cache name (the sample is then drawn here)."""
+    import ray
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from autodp.accel.embed import embed_rows
+    from autodp.process.local import LocalEngine
+    from autodp.process.ray_engine import RayEngine
+    from conftest import RAY_ADDRESS, ROOT
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = OmegaConf.to_container(compose("config").accel.dps.encoder, resolve=True)
+    rows = cmd_rows[:120]
+    with LocalEngine().encoder(cfg) as enc:
+        here, name = embed_rows(rows, enc, cache=False), enc.id
+    try:
+        with RayEngine(address=RAY_ADDRESS, num_cpus=2, progress=False,
+                       scores={"actors": 2, "cpus": 1, "gpus": 0}).encoder(cfg) as enc:
+            assert enc.id == name
+            there = embed_rows(rows, enc, cache=False)
+            assert enc.encode([]).shape == (0, here.shape[1])
+    finally:
+        ray.shutdown()
+    assert there.shape == here.shape == (120, here.shape[1]) and np.allclose(there, here, atol=1e-5)

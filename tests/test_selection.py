@@ -134,3 +134,25 @@ def test_scores_do_not_depend_on_whether_the_base_was_cached(entry, context, cmd
     cold = build_op(with_params(entry, **small), ctx).scores(rows)
     _scorer.cache_clear()  # a new process: the base now comes from the cache
     assert torch.equal(cold, build_op(with_params(entry, **small), ctx).scores(rows))
+
+
+@pytest.mark.slow
+def test_less_on_ray_actors_keeps_the_rows_it_keeps_here(entry, context, cmd_rows):
+    """process=ray: the warm-up here, the rows scored in slices on two Ray actors (each with a
+    pickled copy of the warmed-up model): the same scores, the same rows kept."""
+    import ray
+
+    from autodp.process.ray_engine import RayEngine
+    from conftest import RAY_ADDRESS
+
+    rows = corrupt(cmd_rows[400:440], n_html=5, n_garbage=5, seed=3)[0]
+    op = build_op(with_params(entry, warmup_epochs=1, min_warmup_rows=16, n_val=8, seed=5), context)
+    here, scores_here = run_op(op, rows), op.scores(rows)
+    engine = RayEngine(address=RAY_ADDRESS, num_cpus=2, progress=False, scores={"actors": 2, "cpus": 1, "gpus": 0})
+    try:
+        assert torch.allclose(engine.pooled_scores(op, rows), scores_here, rtol=1e-5, atol=1e-7)
+        got = engine.run(op, rows)
+    finally:
+        ray.shutdown()
+    assert got[0] == here[0] and len(got[0]) == 20
+    assert (got[1].rows_in, got[1].rows_out) == (here[1].rows_in, here[1].rows_out)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from autodp.accel.embed import build_encoder, embed_rows
+from autodp.accel.embed import Encoder, embed_rows
 from autodp.data.io import Row
 from autodp.ops.base import OPERATORS, build_op
 
@@ -114,13 +114,14 @@ def duplicate_groups(rows: list[Row], teams_cfg: Mapping[str, Any], op_name: str
     return np.asarray(op.clusters(op.features(rows)))
 
 
-def sample_rows(rows: list[Row], encoder_cfg: Mapping[str, Any], ratio: float, method: str, seed: int,
+def sample_rows(rows: list[Row], encoder: Encoder, ratio: float, method: str, seed: int,
                 screener: Any = None, groups: np.ndarray | None = None) -> list[Row]:
-    """The DPS sample of ``rows``, in row order: embedded with ``encoder_cfg`` (autodp.accel.embed),
+    """The DPS sample of ``rows``, in row order: embedded with ``encoder`` (autodp.accel.embed; an
+    engine's, which may encode on a cluster),
     stratified by the screening model's noisy flags when a ``screener`` is given (paper eq. 5),
     whole ``groups`` (``duplicate_groups``) taken or left."""
     t0 = time.perf_counter()
-    emb = embed_rows(rows, build_encoder(encoder_cfg))
+    emb = embed_rows(rows, encoder)
     strata = None if screener is None else np.asarray(screener.predict(rows), dtype=bool)
     idx = sample(emb, ratio, method, seed, strata, groups)
     noisy = "" if strata is None else f", noisy {int(strata[idx].sum())} of {int(strata.sum())}"

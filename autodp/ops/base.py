@@ -55,6 +55,10 @@ class Operator(ABC):
     # another is kept and changes nothing: an engine computes features and buckets on shards,
     # groups the buckets on the cluster, and calls ``keep`` in one place on the rows that share.
     row_features: ClassVar[bool] = False
+    # The operator is ``choose(rows, scores)`` with ``scores = scorer()``: a state fitted once (a
+    # warm-up), picklable, that scores each row on its own. An engine fits it here and scores
+    # slices of the rows elsewhere (LESS on Ray actors).
+    row_scores: ClassVar[bool] = False
 
     @abstractmethod
     def __call__(self, rows: list[Row]) -> list[Row]:

@@ -22,6 +22,7 @@ import math
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Iterator
 
@@ -232,6 +233,7 @@ class LessSelect(Operator):
 
     team = Team.SELECTION
     context_params = ("finetune", "val", "pool")
+    row_scores = True
 
     def __init__(self, finetune: dict[str, Any], val: dict[str, Any], pool: dict[str, Any],
                  keep_fraction: float = 0.5, warmup_fraction: float = 0.05, min_warmup_rows: int = 64,
@@ -253,13 +255,21 @@ class LessSelect(Operator):
         self.proj_dim, self.n_val, self.buffer_mb, self.seed = proj_dim, n_val, buffer_mb, seed
 
     def __call__(self, rows: list[Row]) -> list[Row]:
+        return self.choose(rows, self.scores)
+
+    def choose(self, rows: list[Row], scores: Callable[[list[Row]], torch.Tensor]) -> list[Row]:
+        """The ``keep_fraction`` of ``rows`` that ``scores`` ranks highest, in row order."""
         keep = round(self.keep_fraction * len(rows))
         if keep in (0, len(rows)):
             return rows[:keep]
-        top = torch.argsort(self.scores(rows), descending=True, stable=True)[:keep]
+        top = torch.argsort(scores(rows), descending=True, stable=True)[:keep]
         return [rows[i] for i in sorted(top.tolist())]
+
+    def scorer(self) -> LessScorer:
+        """The warm-up and target features of these settings (built once per process)."""
+        settings = {k: v for k, v in self.params().items() if k != "keep_fraction"}
+        return _scorer(json.dumps(settings, sort_keys=True, default=list))
 
     def scores(self, rows: list[Row]) -> torch.Tensor:
         """The LESS score of every row: higher is more like the validation set."""
-        settings = {k: v for k, v in self.params().items() if k != "keep_fraction"}
-        return _scorer(json.dumps(settings, sort_keys=True, default=list))(rows)
+        return self.scorer()(rows)

@@ -1,15 +1,18 @@
 """Engines run an operator on rows (``process.engine``, conf/process): in this process (``local``,
 the default and the reference), or on a Ray cluster (``ray``). Every engine has
-``run(op, rows) -> (rows, OpReport)`` and gives the rows the local engine gives; a new engine is a
-class built from its config and a conf/process/*.yaml naming it in ``_target_``. An engine that
+``run(op, rows) -> (rows, OpReport)`` and gives the rows the local engine gives, and an
+``encoder`` for DPS's embeddings; a new engine is a class built from its config and a
+conf/process/*.yaml naming it in ``_target_``. An engine that
 also ``stream``s runs a whole strategy from a file without holding its rows (the export)."""
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
 
 from hydra.utils import get_class
 
+from autodp.accel.embed import Encoder
 from autodp.data.io import Row
 from autodp.ops.base import Operator, OpReport
 from autodp.strategy import Strategy
@@ -17,6 +20,9 @@ from autodp.strategy import Strategy
 
 class Engine(Protocol):
     def run(self, op: Operator, rows: list[Row]) -> tuple[list[Row], OpReport]: ...
+
+    def encoder(self, cfg: Mapping[str, Any]) -> AbstractContextManager[Encoder]:
+        """The encoder of ``cfg`` (autodp.accel.embed), for DPS: here, or on the engine's workers."""
 
 
 @runtime_checkable

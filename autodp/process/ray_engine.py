@@ -6,7 +6,9 @@ size (the export), with every step checkpointed on disk. A row-local operator (a
 filter) runs on the blocks; near-duplicate removal computes its signatures and LSH buckets on the
 blocks and groups the buckets on the cluster. An LLM operator runs in this process and generates on
 a pool of Ray actors (``llm.actors``: ray_llm.py); F, where PTS screens a team, scores the rows of
-an export on a pool of Ray actors too. LESS runs in this process on all rows.
+an export on a pool of Ray actors too. LESS (``Operator.row_scores``) warms up in this process and
+scores slices of the rows on a pool of Ray actors (``scores.actors``), each with a copy of the
+warmed-up state; DPS embeds the rows on such a pool (``encoder``) and samples here.
 
 ``address: null`` starts a Ray instance on this machine (``num_cpus`` of it); ``auto`` or a
 ``host:port`` joins a running cluster (``ray start --head`` and workers: slurm/ray-apply.sbatch).
@@ -17,13 +19,18 @@ import json
 import logging
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import torch
+
+from autodp.accel.embed import Encoder, build_encoder
 from autodp.data.io import Row, row_line
 from autodp.ops.base import Operator, OpReport, report, run_op
 from autodp.ops.llm_op import LLMOperator
 from autodp.process.ray_llm import pooled
+from autodp.process.ray_pool import PooledEncoder, actor_pool
 from autodp.process.ray_stream import Pipeline, apply_op, rows_of
 from autodp.resources import cpu_threads
 from autodp.strategy import Strategy
@@ -34,10 +41,11 @@ log = logging.getLogger(__name__)
 class RayEngine:
     def __init__(self, address: str | None = None, num_cpus: int | None = None, batch_size: int = 4096,
                  min_rows: int = 0, shard_bytes: int = 64 << 20, part_rows: int = 1_000_000,
-                 shuffle: str = "sort_shuffle_pull_based", progress: bool = True, llm: Mapping[str, Any] | None = None):
+                 shuffle: str = "sort_shuffle_pull_based", progress: bool = True, llm: Mapping[str, Any] | None = None,
+                 scores: Mapping[str, Any] | None = None):
         self.address, self.num_cpus, self.batch_size, self.shuffle = address, num_cpus, batch_size, shuffle
         self.min_rows, self.shard_bytes, self.part_rows, self.progress = min_rows, shard_bytes, part_rows, progress
-        self.llm = dict(llm or {"actors": 0})
+        self.llm, self.scores = dict(llm or {"actors": 0}), dict(scores or {"actors": 0})
 
     def _connect(self) -> Any:
         import ray  # imported only when this engine is asked for
@@ -71,7 +79,28 @@ class RayEngine:
             finally:
                 op.llm = before
 
+    def pooled_scores(self, op: Operator, rows: list[Row]) -> torch.Tensor:
+        """``op.scorer()``, fitted here, scoring a slice of ``rows`` on each actor of a pool."""
+        t0 = time.perf_counter()
+        scorer = op.scorer()
+        t1 = time.perf_counter()
+        with actor_pool(self._connect(), lambda: scorer, **self.scores) as pool:
+            out = torch.cat(pool.sliced(rows))
+        log.info("%s: fitted here in %.1f s, %d rows scored on %d Ray actors in %.1f s", op.name, t1 - t0, len(rows),
+                 len(pool.actors), time.perf_counter() - t1)
+        return out
+
+    @contextmanager
+    def encoder(self, cfg: Mapping[str, Any]) -> Iterator[Encoder]:
+        """The encoder of ``cfg`` (autodp.accel.embed) on a pool of Ray actors (``scores``)."""
+        with actor_pool(self._connect(), partial(build_encoder, dict(cfg)), **self.scores) as pool:
+            yield PooledEncoder(pool)
+
     def run(self, op: Operator, rows: list[Row]) -> tuple[list[Row], OpReport]:
+        if op.row_scores and self.scores["actors"] and rows:
+            t0 = time.perf_counter()
+            out = op.choose(rows, lambda rs: self.pooled_scores(op, rs))
+            return out, report(op, rows, out, time.perf_counter() - t0)
         if isinstance(op, LLMOperator) and self.llm["actors"] and isinstance(op.llm, Mapping) and rows:
             with self._on_pool(op):
                 return run_op(op, rows)

@@ -17,52 +17,35 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from functools import partial
 from typing import Any
 
 from autodp.llm.base import Backend, Completion, Request
 from autodp.llm.client import LLMClient, build_client, make_backend
+from autodp.process.ray_pool import Pool, actor_pool
 
 log = logging.getLogger(__name__)
 
 
-class Generator:
-    """One actor: a backend, loaded once."""
-
-    def __init__(self, kind: str, params: dict[str, Any]):
-        self.backend = make_backend(kind, params)
-
-    def info(self) -> tuple[str, int]:
-        return self.backend.model_id, self.backend.batch_size
-
-    def run(self, requests: Sequence[Request]) -> list[Completion]:
-        return self.backend.run(requests)
-
-
 class RayPool:
-    """A Backend whose slices are generated on ``actors`` Ray actors at once."""
+    """A Backend whose batches are generated on a pool's actors, each holding the backend itself."""
 
-    def __init__(self, ray: Any, kind: str, params: dict[str, Any], actors: int, cpus: float, gpus: float,
-                 slices_per_actor: int):
+    def __init__(self, pool: Pool, slices_per_actor: int):
         from ray.util import ActorPool
 
         t0 = time.perf_counter()
-        actor = ray.remote(num_cpus=cpus, num_gpus=gpus)(Generator)
-        self.ray, self.actors = ray, [actor.remote(kind, params) for _ in range(actors)]
-        (self.model_id, self.slice), *_ = ray.get([a.info.remote() for a in self.actors])
+        first = pool.actors[0]
+        self.model_id, self.slice = pool.ray.get([first.attr.remote("model_id"), first.attr.remote("batch_size")])
         # the client sends this many at a time, caching after each: every actor gets work
-        self.batch_size = self.slice * actors * slices_per_actor
-        self.pool = ActorPool(self.actors)
-        log.info("llm pool: %d Ray actors of %s (%s CPUs, %s GPUs each), loaded in %.1f s", actors, self.model_id,
-                 cpus, gpus, time.perf_counter() - t0)
+        self.batch_size = self.slice * len(pool.actors) * slices_per_actor
+        self.pool = ActorPool(pool.actors)
+        log.info("llm pool: %d Ray actors of %s, loaded in %.1f s", len(pool.actors), self.model_id,
+                 time.perf_counter() - t0)
 
     def run(self, requests: Sequence[Request]) -> list[Completion]:
         slices = [list(requests[i:i + self.slice]) for i in range(0, len(requests), self.slice)]
-        return [c for done in self.pool.map(lambda a, part: a.run.remote(part), slices) for c in done]
-
-    def close(self) -> None:
-        for a in self.actors:
-            self.ray.kill(a)
+        return [c for done in self.pool.map(lambda a, part: a.call.remote(part, "run"), slices) for c in done]
 
 
 @contextmanager
@@ -71,14 +54,9 @@ def pooled(ray: Any, llm_cfg: Any, actors: int, cpus: float, gpus: float,
     """A client for ``llm_cfg`` (a conf/llm client) generating on a pool, for one operator's run:
     the actors hold their CPUs and GPUs only while it runs, so the Ray tasks that write its rows
     afterwards find them free."""
-    pools: list[RayPool] = []
+    with ExitStack() as stack:
+        def backend(kind: str, params: dict[str, Any]) -> Backend:
+            pool = stack.enter_context(actor_pool(ray, partial(make_backend, kind, params), actors, cpus, gpus))
+            return RayPool(pool, slices_per_actor)
 
-    def backend(kind: str, params: dict[str, Any]) -> Backend:
-        pools.append(RayPool(ray, kind, params, actors, cpus, gpus, slices_per_actor))
-        return pools[-1]
-
-    try:
         yield build_client(llm_cfg, backend)
-    finally:
-        for p in pools:
-            p.close()
