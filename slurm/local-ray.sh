@@ -38,6 +38,12 @@ up() { [[ -n $(pid) ]] && ray status --address "$ADDRESS" >/dev/null 2>&1; }
 case ${1:-} in
 start)
     command -v ray >/dev/null || { log "ERROR: no ray on PATH (make install, then run with .venv/bin on PATH)"; exit 1; }
+    # Its workers run the Python (and the autodp) of the `ray` that started the head: another
+    # checkout's head would run that checkout's code
+    if up && [[ $(cat "$STATE/ray.bin" 2>/dev/null) != "$(command -v ray)" ]]; then
+        log "ERROR: the Ray head at $ADDRESS was started by $(cat "$STATE/ray.bin" 2>/dev/null || echo 'another ray'), not $(command -v ray): stop it first ($0 stop)"
+        exit 1
+    fi
     if ! up; then
         mkdir -p "$STATE"
         log "starting a Ray head at $ADDRESS with $CPUS CPUs (log: $STATE/ray.log)"
@@ -47,6 +53,7 @@ start)
             --temp-dir="$STATE/tmp" --include-dashboard=false --disable-usage-stats --block \
             >"$STATE/ray.log" 2>&1 </dev/null &
         echo $! >"$STATE/ray.pid"
+        command -v ray >"$STATE/ray.bin"
         deadline=$((SECONDS + TIMEOUT))
         until up; do
             if [[ -z $(pid) ]] || ((SECONDS > deadline)); then
