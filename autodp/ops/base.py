@@ -53,7 +53,8 @@ class Operator(ABC):
     # value per row, e.g. a MinHash signature) and ``select`` keeping the rows ``keep(features)``
     # says. ``buckets(feature)`` (e.g. LSH bands) are keys such that a row sharing none with
     # another is kept and changes nothing: an engine computes features and buckets on shards,
-    # groups the buckets on the cluster, and calls ``keep`` in one place on the rows that share.
+    # groups the buckets on the cluster, and calls ``keep`` on each group of rows linked through
+    # shared buckets, in row order (a row's verdict depends on its group alone).
     row_features: ClassVar[bool] = False
     # The operator is ``choose(rows, scores)`` with ``scores = scorer()``: a state fitted once (a
     # warm-up), picklable, that scores each row on its own. An engine fits it here and scores

@@ -6,9 +6,9 @@ on DPS samples, go through ``RayEngine.run``). No process holds all rows:
   validated with its real line number; duplicate ids found from 63-bit id keys.
 * **steps**: one per operator. A row-local operator is a batch map on Ray tasks. Near-duplicate removal
   (``Operator.row_features``) computes signatures and LSH buckets on the blocks, groups the
-  buckets on the cluster, and decides with ``op.keep`` only on the rows that share a bucket
-  (those signatures only reach this process), so it keeps exactly the rows the local operator
-  keeps. Any other operator (the LLM teams, LESS) runs in this process on all rows, as the local
+  buckets on the cluster, links the rows that share one into groups (connected components, here,
+  from row numbers alone), and decides with ``op.keep`` on whole groups on the workers: a row is
+  only compared with rows of its group, so it keeps exactly the rows the local operator keeps. Any other operator (the LLM teams, LESS) runs in this process on all rows, as the local
   engine runs it, but on the engine's ``runner`` (an LLM operator generates on Ray actors). Where
   PTS screens its team, F scores the rows first on a pool of Ray actors, one copy of F each.
 * **checkpoints**: every step is written as Parquet parts named by their first row's index, into
@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from autodp.accel.crm import step_keys
 from autodp.accel.pts import PTS_TEAMS, Run, Screener
@@ -103,22 +105,45 @@ def _buckets(batch: dict[str, np.ndarray], op: Operator, parts: int) -> dict[str
 
 
 def _shared(part: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The rows of one partition that share a bucket with another row (a lone row is kept and
-    changes nothing)."""
+    """The (bucket, row) pairs of one partition's buckets that more than one row has (a row that
+    shares none is kept and drops none)."""
     _, where, count = np.unique(part["bucket"], return_inverse=True, return_counts=True)
-    return {"idx": np.unique(part["idx"][count[where] > 1])}
+    shared = count[where] > 1
+    return {"bucket": part["bucket"][shared], "idx": part["idx"][shared]}
 
 
-def _column(ds: Any, name: str) -> np.ndarray:
-    """One integer column of a (small) dataset, here."""
-    return np.concatenate([b[name] for b in ds.iter_batches(batch_format="numpy")] or [np.zeros(0, np.int64)])
+def groups(bucket: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows that share a bucket (sorted), and a label per row: rows linked through shared
+    buckets, however indirectly, have the same one (connected components)."""
+    rows, node = np.unique(idx, return_inverse=True)
+    order = np.lexsort((node, bucket))
+    b, n = bucket[order], node[order]
+    link = b[1:] == b[:-1]  # consecutive rows of one bucket
+    graph = coo_matrix((np.ones(int(link.sum()), np.int8), (n[:-1][link], n[1:][link])), shape=(len(rows),) * 2)
+    return rows, connected_components(graph, directed=False)[1]
 
 
-def _features(batch: dict[str, np.ndarray], op: Operator, only: np.ndarray) -> dict[str, np.ndarray]:
-    mask = np.isin(batch["idx"], only)
-    rows = [json.loads(x) for x in batch["row"][mask]]
-    feats = op.features(rows) if rows else []
-    return {"idx": batch["idx"][mask], "feature": np.array([pickle.dumps(f) for f in feats], dtype=object)}
+def _columns(ds: Any, *names: str) -> list[np.ndarray]:
+    """Integer columns of a (small) dataset, here."""
+    batches = list(ds.iter_batches(batch_format="numpy"))
+    return [np.concatenate([b[n] for b in batches] or [np.zeros(0, np.int64)]) for n in names]
+
+
+def _features(batch: dict[str, np.ndarray], op: Operator, rows: np.ndarray, part: np.ndarray) -> dict[str, np.ndarray]:
+    """The features of the batch's ``rows`` (sorted), each with the ``part`` its group is decided in."""
+    pos = np.minimum(np.searchsorted(rows, batch["idx"]), len(rows) - 1)
+    mask = rows[pos] == batch["idx"]
+    feats = op.features([json.loads(x) for x in batch["row"][mask]]) if mask.any() else []
+    return {"idx": batch["idx"][mask], "part": part[pos[mask]],
+            "feature": np.array([pickle.dumps(f) for f in feats], dtype=object)}
+
+
+def _decide(part: dict[str, np.ndarray], op: Operator) -> dict[str, np.ndarray]:
+    """``op.keep`` on whole groups, their rows in order: a row is only ever compared with rows that
+    share a bucket with it, all in its group, so this keeps what one pass over every row keeps."""
+    order = np.argsort(part["idx"], kind="stable")
+    keep = np.array(op.keep([pickle.loads(part["feature"][i]) for i in order]), bool)
+    return {"idx": part["idx"][order][~keep]}
 
 
 def _drop(batch: dict[str, np.ndarray], dropped: np.ndarray) -> dict[str, np.ndarray]:
@@ -299,19 +324,22 @@ class Pipeline:
         # (a Python call per bucket, or its count() aggregation) took 62-68 s. ~400k rows per partition.
         parts = max(self.workers, rows // 400_000)
         buckets = ds.map_batches(_buckets, fn_args=(op, parts), batch_size=self.batch_size, batch_format="numpy")
-        idx = np.unique(_column(buckets.groupby("part", num_partitions=parts).map_groups(_shared, batch_format="numpy"),
-                                "idx"))
-        t1 = time.perf_counter()
+        bucket, idx = _columns(buckets.groupby("part", num_partitions=parts).map_groups(_shared, batch_format="numpy"),
+                               "bucket", "idx")
         if not len(idx):
             return ds
-        got = ds.map_batches(_features, fn_args=(op,), fn_kwargs={"only": idx}, batch_size=self.batch_size,
-                             batch_format="numpy").to_pandas().sort_values("idx")  # keep() visits rows in order
-        t2 = time.perf_counter()
-        keep = np.array(op.keep([pickle.loads(b) for b in got["feature"]]), bool)
-        dropped = got["idx"].to_numpy()[~keep]
-        log.info("%s: %d rows share an LSH bucket, %d dropped; seconds: signatures and buckets grouped %.1f, "
-                 "signatures of the sharing rows %.1f, decided here %.1f", op.name, len(idx), len(dropped), t1 - t0,
-                 t2 - t1, time.perf_counter() - t2)
+        sharing, group = groups(bucket, idx)
+        t1 = time.perf_counter()
+        # Whole groups go to partitions, each decided on a worker (~200k rows' signatures there): only
+        # row numbers reach this process, however many rows share a bucket.
+        parts = max(self.workers, len(sharing) // 200_000)
+        feats = ds.map_batches(_features, fn_args=(op, sharing, group % parts), batch_size=self.batch_size,
+                               batch_format="numpy")
+        (dropped,) = _columns(feats.groupby("part", num_partitions=parts).map_groups(
+            _decide, fn_args=(op,), batch_format="numpy"), "idx")
+        log.info("%s: %d rows share an LSH bucket, in %d groups, %d dropped; seconds: buckets grouped %.1f, "
+                 "groups decided in %d partitions %.1f", op.name, len(sharing), group.max() + 1, len(dropped),
+                 t1 - t0, parts, time.perf_counter() - t1)
         return ds.map_batches(_drop, fn_kwargs={"dropped": np.sort(dropped)}, batch_size=self.batch_size,
                               batch_format="numpy")
 
