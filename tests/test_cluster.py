@@ -19,6 +19,7 @@ from autodp.cluster import build_executor
 from autodp.evaluate.request import EvalRequest, EvalResult
 from autodp.store import RunStore
 from conftest import ROOT
+from test_search import ONE_SEED
 
 # The jobs unpickle the functions below: ship them by value, this file is not importable there.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -201,7 +202,7 @@ def sacct_states(job_ids: list[str]) -> dict[str, str]:
 
 # Two cheap teams (one LLM call per operator), so that a round has several strategies: an array.
 SEARCH = ["dataset.train_limit=80", "eval.val_limit=40", "search.max_rounds=2", "search.min_rounds=2",
-          "eval.seeds=2", "search.confirm=false",
+          *ONE_SEED, "search.confirm=false",
           "teams.generation=[]", "teams.selection=[]", "llm.max_rows=1", "agent=heuristic", "cluster=slurm", "cluster.gpus_per_node=0",
           "cluster.cpus_per_task=1", "cluster.mem_gb=2", "cluster.poll_s=1"]
 

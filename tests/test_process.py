@@ -109,30 +109,39 @@ def request(tmp_path, strategy, *overrides):
 
 
 @pytest.mark.slow
-def test_an_export_on_ray_streams_to_the_rows_and_manifest_of_the_local_export(tmp_path, ray_engine, caplog):
-    """A whole strategy with an LLM team (its answers cached by the local run, as a search leaves
-    them): the same rows, ids and texts, and the same counts in the manifest, from sharded reads,
-    Parquet steps and JSONL parts; the LLM operators asked a pool of Ray actors."""
+def test_an_export_on_ray_streams_to_the_rows_and_manifest_of_the_local_export(tmp_path, ray_engine, cmd_rows, caplog):
+    """A whole strategy with both LLM teams (their answers cached by the local run, as a search
+    leaves them): the same rows, ids and texts, and the same counts in the manifest, from sharded
+    reads, Parquet steps and JSONL parts; each LLM operator asked a pool of Ray actors."""
     from datasets import load_from_disk
 
     from autodp.apply import export
+    from autodp.data.io import write_rows
 
-    # SmolLM2's rewrites of Chinese rows fail the operators' checks at any length: 48 tokens keep it short
-    req = request(tmp_path, "cleaning>optimization", "llm=smollm2", "llm.fraction=0.03", "llm.client.max_tokens=48",
-                  "process.shard_bytes=50000")
-    local = exported_to = tmp_path / "local"
-    export(replace(req, process=None), local)
+    rows = [dict(r) for r in cmd_rows[:200]]
+    for i in (7, 81, 150):  # work for the Generation team's fill-in operators
+        rows[i]["instruction"], rows[i + 1]["output"] = "", ""
+    write_rows(data := tmp_path / "train.jsonl", rows)
+    # SmolLM2's rewrites of Chinese rows fail the operators' checks at any length: 48 tokens keep
+    # it short. One actor per pool: two actors' answers are the test above's.
+    req = replace(request(tmp_path, "cleaning>generation>optimization", "llm=smollm2", "llm.fraction=0.03",
+                          "llm.max_pairs=2", "llm.client.max_tokens=48", "process.shard_bytes=50000",
+                          "process.llm.actors=1"), train={"path": str(data), "limit": None})
+    llm_ops = ["generate_qa_from_shots", "fill_missing_question", "fill_missing_answer", "optimize_question",
+               "optimize_answer"]
+    export(replace(req, process=None), local := tmp_path / "local")
     with caplog.at_level("INFO", logger="autodp.process.ray_llm"):
         export(req, exported_to := tmp_path / "ray")
-    assert caplog.text.count("llm pool: 2 Ray actors") == 2  # one pool per LLM operator
+    assert caplog.text.count("llm pool: 1 Ray actors") == len(llm_ops)  # one pool per LLM operator
     rows, inp, out, steps = exported(exported_to)
     assert (rows, inp, out, steps) == exported(local)
-    assert [s[0] for s in steps][-2:] == ["optimize_question", "optimize_answer"] and len(rows) < 200
+    assert [s[0] for s in steps][-5:] == llm_ops and len(rows) < 200
+
     def llm_counts(out, keys=("llm_seconds", "llm_cached")):  # time and cache hits aside
         return [{k: v for k, v in s["stats"].items() if k not in keys}
-                for s in json.loads((out / "manifest.json").read_text())["steps"][-2:]]
+                for s in json.loads((out / "manifest.json").read_text())["steps"][-5:]]
 
-    assert all(s["processed"] >= 1 for s in llm_counts(exported_to))  # the LLM was asked about rows
+    assert all(s["processed"] >= 1 for s in llm_counts(exported_to)), llm_counts(exported_to)  # each asked the LLM
     assert llm_counts(exported_to) == llm_counts(local)  # and answered the same on both engines
     assert all(s["llm_cached"] == s["processed"] for s in llm_counts(exported_to, ("llm_seconds",)))  # from the cache
     assert load_from_disk(str(exported_to / "hf"))["id"] == [r["id"] for r in rows]

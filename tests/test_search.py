@@ -22,6 +22,8 @@ from wandb_testing import leaks, offline_runs
 # default one (cached once).
 SMALL = ["dataset.train_limit=80", "eval.val_limit=40", "search.max_rounds=2", "search.min_rounds=2", "teams=cleaning",
          "eval.seeds=2", "search.confirm=false"]
+# For tests of jobs, resume and privacy, not of the pick rule: one seed halves every fine-tune.
+ONE_SEED = ["eval.seeds=1", "search.pick=top"]
 
 
 def launch(run_dir: Path, *overrides: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
@@ -99,8 +101,8 @@ def test_privacy_canary_never_reaches_agent_or_tracking(tmp_path):
     write_rows(data, planted)
     run_dir = tmp_path / "run"
     # All four teams, so the LLM operators and LESS see the markers too (capped to a few LLM calls).
-    launch(run_dir, f"dataset.train={data}", "agent=smollm2", "teams=default", "llm.max_rows=2", "llm.max_pairs=1",
-           "llm.client.max_tokens=48", "logger.eval_runs=true")  # every kind of W&B run: the search's and one per evaluation
+    launch(run_dir, f"dataset.train={data}", "agent=smollm2", "teams=default", "llm=smollm2", "llm.max_rows=2", "llm.max_pairs=1",
+           "llm.client.max_tokens=48", "logger.eval_runs=true", *ONE_SEED)  # every kind of W&B run: the search's and one per evaluation
     transcript = (run_dir / "agent" / "transcript.jsonl").read_text()
     assert "Data Cleaning Team" in transcript  # the agent really was prompted
     checked = 0

@@ -18,10 +18,10 @@ from omegaconf import OmegaConf
 
 from autodp.store import RunStore
 from conftest import ROOT, SLURM_DIR, slurm_unavailable
-from test_search import SMALL
+from test_search import ONE_SEED, SMALL
 
 # These tests are about where the search runs, not how long it searches.
-ONE_ROUND = ["search.max_rounds=1", "search.min_rounds=1"]
+ONE_ROUND = ["search.max_rounds=1", "search.min_rounds=1", *ONE_SEED]
 
 # The jobs unpickle meet() below: ship it by value, this file is not importable there.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -166,7 +166,9 @@ def _read(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 class _Screen:
-    """One actor of F's pool: a copy of F (its encoder loaded there), its verdict per row."""
+    """One actor of F's pool: a copy of F (its encoder loaded there), its verdict per row. F reads
+    a step's rows as they stream from its Parquet parts, so its pool is Ray Data's (map_batches
+    over a class); ray_pool.py's pools work on items already in the applying process."""
 
     def __init__(self, screener: Screener):
         self.screener = screener
