@@ -11,8 +11,11 @@ worker and the largest sum), and the precision and recall of near-duplicate remo
 planted duplicates. The local engine is skipped above ``--local-max`` rows (its memory grows
 with the rows; say so in RESULTS rather than swap the machine).
 
+``--ops`` runs some of the team's operators only (in the team's order), e.g. ``--ops minhash_dedup``
+for the one step whose memory grows with the rows.
+
 Usage: python benchmarks/scale.py [--rows 100000] [--dup 0.1] [--engines local,ray1,ray2]
-                                  [--shuffle sort_shuffle_pull_based] [--local-max 300000]
+                                  [--shuffle sort_shuffle_pull_based] [--local-max 300000] [--ops a,b]
 """
 import argparse
 import json
@@ -98,7 +101,7 @@ def ids_to_mask(ids: Iterator[str], n: int) -> np.ndarray:
     return mask
 
 
-def one(engine: str, path: Path, mask: Path, n: int, shuffle: str) -> dict:
+def one(engine: str, path: Path, mask: Path, n: int, shuffle: str, ops_only: list[str] | None) -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -112,6 +115,8 @@ def one(engine: str, path: Path, mask: Path, n: int, shuffle: str) -> dict:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     teams = OmegaConf.to_container(cfg.teams, resolve=True)
+    if ops_only:
+        teams["cleaning"] = [s for s in teams["cleaning"] if (s if isinstance(s, str) else next(iter(s))) in ops_only]
     planted = np.load(mask)
     eng = build_engine(OmegaConf.to_container(cfg.process, resolve=True))
     stop, peak = threading.Event(), [0.0, 0.0]
@@ -141,7 +146,7 @@ def one(engine: str, path: Path, mask: Path, n: int, shuffle: str) -> dict:
         try:
             pipe = eng.pipeline(work)
             t0 = time.perf_counter()
-            _, info = pipe.read({"path": str(path)}, None)
+            read_key, info = pipe.read({"path": str(path)}, None)
             ops["read"] = n / (time.perf_counter() - t0)
             chain = build_team(Team.CLEANING, teams)
             _, last, reports = pipe.run(Strategy((Team.CLEANING,)), {"path": str(path)}, teams, {})
@@ -151,7 +156,7 @@ def one(engine: str, path: Path, mask: Path, n: int, shuffle: str) -> dict:
             keys = step_keys(info["content_hash"], [(Team.CLEANING, chain)])[0]
             at = [op.name for op in chain].index("minhash_dedup")
             before, after = (ids_to_mask((json.loads(r["row"])["id"] for r in rows_of(work / k)), n)
-                             for k in (keys[at - 1], keys[at]))
+                             for k in (keys[at - 1] if at else read_key, keys[at]))
             dropped = before & ~after
             kept = json.loads((last / "report.json").read_text())["rows"]
         finally:
@@ -172,12 +177,13 @@ def main() -> None:
     p.add_argument("--shuffle", default="sort_shuffle_pull_based", help="process.shuffle of the Ray engines")
     p.add_argument("--local-max", type=int, default=300_000, help="skip the local engine above this many rows")
     p.add_argument("--data-dir", type=Path, default=ROOT / ".cache" / "scale")
+    p.add_argument("--ops", help="comma-separated Cleaning operators to run (default: the whole team)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # a single engine, in this process
     a = p.parse_args()
     t0 = time.perf_counter()
     path, mask = data_file(a.rows, a.dup, a.data_dir)
     if a.one:
-        print(json.dumps(one(a.one, path, mask, a.rows, a.shuffle)))
+        print(json.dumps(one(a.one, path, mask, a.rows, a.shuffle, a.ops and a.ops.split(","))))
         return
     print(f"data: {path} ({path.stat().st_size / 2**20:.0f} MiB, {time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     results = []
@@ -186,13 +192,15 @@ def main() -> None:
             print(f"local: skipped, {a.rows:,} rows > --local-max {a.local_max:,}", file=sys.stderr)
             continue
         r = subprocess.run([sys.executable, __file__, "--one", engine, "--rows", str(a.rows), "--dup", str(a.dup),
-                            "--shuffle", a.shuffle, "--data-dir", str(a.data_dir)], capture_output=True, text=True)
+                            "--shuffle", a.shuffle, "--data-dir", str(a.data_dir), *(["--ops", a.ops] if a.ops else [])],
+                           capture_output=True, text=True)
         if r.returncode:
             sys.exit(f"{engine} failed:\n{r.stderr[-3000:]}")
         results.append(json.loads(r.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), file=sys.stderr)
     names = list(dict.fromkeys(k for r in results for k in r["ops"]))
-    print(f"\n{a.rows:,} synthetic rows, {a.dup:.0%} planted near-duplicates, Ray shuffle {a.shuffle}; rows/s per step")
+    print(f"\n{a.rows:,} synthetic rows, {a.dup:.0%} planted near-duplicates, Ray shuffle {a.shuffle}; rows/s per step"
+          + (f"; operators: {a.ops}" if a.ops else ""))
     print("| engine | " + " | ".join(names) + " | team rows/s | seconds (+ start) | dedup precision / recall | "
           "driver peak GB | largest Ray worker GB | all Ray workers GB |")
     print("|---" * (len(names) + 7) + "|")
