@@ -106,6 +106,7 @@ def one(engine: str, path: Path, mask: Path, n: int, shuffle: str, ops_only: lis
     from omegaconf import OmegaConf
 
     import autodp.ops  # noqa: F401 - registers the operators
+    from autodp.ops.base import spec_name
     from autodp.ops.teams import build_team
     from autodp.process import build_engine
     from autodp.strategy import Strategy, Team
@@ -116,7 +117,7 @@ def one(engine: str, path: Path, mask: Path, n: int, shuffle: str, ops_only: lis
         cfg = compose("config", overrides=overrides)
     teams = OmegaConf.to_container(cfg.teams, resolve=True)
     if ops_only:
-        teams["cleaning"] = [s for s in teams["cleaning"] if (s if isinstance(s, str) else next(iter(s))) in ops_only]
+        teams["cleaning"] = [s for s in teams["cleaning"] if spec_name(s) in ops_only]
     planted = np.load(mask)
     eng = build_engine(OmegaConf.to_container(cfg.process, resolve=True))
     stop, peak = threading.Event(), [0.0, 0.0]
@@ -180,6 +181,8 @@ def main() -> None:
     p.add_argument("--ops", help="comma-separated Cleaning operators to run (default: the whole team)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # a single engine, in this process
     a = p.parse_args()
+    if a.ops and "minhash_dedup" not in a.ops.split(","):
+        p.error("--ops must include minhash_dedup: the table reports its precision and recall")
     t0 = time.perf_counter()
     path, mask = data_file(a.rows, a.dup, a.data_dir)
     if a.one:

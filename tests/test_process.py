@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import autodp.ops  # noqa: F401 - registers the operators
-from autodp.ops.base import OPERATORS, build_op
+from autodp.ops.base import OPERATORS, build_op, spec_name
 from autodp.process import build_engine
 from autodp.process.local import LocalEngine
 from conftest import RAY, RAY_ADDRESS, ROOT
@@ -58,7 +58,7 @@ def test_the_engines_are_config_groups_and_local_is_the_default():
 @pytest.mark.parametrize("name", ["clean_html", "minhash_dedup", "special_char_filter", "token_num_filter",
                                   "ngram_repetition_filter"])
 def test_each_cleaning_operator_gives_the_same_rows_on_ray(ray_engine, cmd_rows, name):
-    (spec,) = [s for s in OmegaConf.to_container(cfg().teams)["cleaning"] if (s if isinstance(s, str) else next(iter(s))) == name]
+    (spec,) = [s for s in OmegaConf.to_container(cfg().teams)["cleaning"] if spec_name(s) == name]
     op = build_op(spec)
     local = LocalEngine().run(op, cmd_rows)
     assert local[1].rows_in == len(cmd_rows) == 2000
@@ -118,10 +118,10 @@ def test_an_export_on_ray_streams_to_the_rows_and_manifest_of_the_local_export(t
     from autodp.apply import export
     from autodp.data.io import write_rows
 
-    rows = [dict(r) for r in cmd_rows[:200]]
+    given = [dict(r) for r in cmd_rows[:200]]
     for i in (7, 81, 150):  # work for the Generation team's fill-in operators
-        rows[i]["instruction"], rows[i + 1]["output"] = "", ""
-    write_rows(data := tmp_path / "train.jsonl", rows)
+        given[i]["instruction"], given[i + 1]["output"] = "", ""
+    write_rows(data := tmp_path / "train.jsonl", given)
     # SmolLM2's rewrites of Chinese rows fail the operators' checks at any length: 48 tokens keep
     # it short. One actor per pool: two actors' answers are the test above's.
     req = replace(request(tmp_path, "cleaning>generation>optimization", "llm=smollm2", "llm.fraction=0.03",

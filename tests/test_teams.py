@@ -17,7 +17,7 @@ from autodp.data.noise import inject_noise
 from autodp.data.specs import data_specs
 from autodp.evaluate.evaluator import evaluate
 from autodp.evaluate.request import EvalRequest
-from autodp.ops.base import build_op, scale_counts
+from autodp.ops.base import build_op, scale_counts, spec_name
 from autodp.ops.teams import apply_strategy
 from autodp.run import request_template, search_template
 from autodp.strategy import Strategy, Team, strategy_space
@@ -45,7 +45,7 @@ def sample(cmd_rows):
 
 
 def op_names(strategy: Strategy, teams: dict) -> list[str]:
-    return [s if isinstance(s, str) else next(iter(s)) for t in strategy.teams for s in teams[t.value]]
+    return [spec_name(s) for t in strategy.teams for s in teams[t.value]]
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ import numpy as np
 
 from autodp.accel.embed import Encoder, embed_rows
 from autodp.data.io import Row
-from autodp.ops.base import OPERATORS, build_op
+from autodp.ops.base import OPERATORS, build_op, spec_name
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def duplicate_groups(rows: list[Row], teams_cfg: Mapping[str, Any], op_name: str
         raise ValueError(f"accel.dps.keep_together={op_name!r} is not a registered operator that finds "
                          f"clusters; those that do: {sorted(k for k, v in OPERATORS.items() if hasattr(v, 'clusters'))}")
     specs = [s for team in teams_cfg.values() for s in team or []
-             if (s if isinstance(s, str) else next(iter(s))) == op_name]
+             if spec_name(s) == op_name]
     if not specs:
         return None
     op = build_op(specs[0])

@@ -115,6 +115,11 @@ def scale_counts(spec: dict[str, Any] | str, ratio: float) -> dict[str, Any] | s
                    for k, v in (params or {}).items()}}
 
 
+def spec_name(spec: dict[str, Any] | str) -> str:
+    """The operator a config entry names: ``{name: {params}}`` or a bare name."""
+    return spec if isinstance(spec, str) else next(iter(spec))
+
+
 def build_op(spec: dict[str, Any] | str, context: dict[str, Any] | None = None) -> Operator:
     """Build from a config entry: ``{name: {params}}`` or a bare name; ``context`` fills the
     operator's ``context_params`` that the entry leaves out."""
