@@ -6,9 +6,10 @@ one answer and the second half of another, drawn at random (so rows are distinct
 ``--dup`` of them are planted near-duplicates of an earlier row (one character deleted, one comma
 changed: what a repost looks like). The rows are written once to a JSONL file (under
 ``--data-dir``), which each engine reads in its own process. The table gives rows/s per operator
-and overall, the peak memory of the driver and of the Ray workers (sampled: the largest single
-worker and the largest sum), and the precision and recall of near-duplicate removal against the
-planted duplicates. The local engine is skipped above ``--local-max`` rows (its memory grows
+and overall; the peak memory of the driver and of the Ray workers (sampled: the largest single
+worker and the largest sum, each also without the object store's shared pages, i.e. the workers'
+own heap); the machine's lowest available memory; and the precision and recall of near-duplicate
+removal against the planted duplicates. The local engine is skipped above ``--local-max`` rows (its memory grows
 with the rows; say so in RESULTS rather than swap the machine).
 
 ``--ops`` runs some of the team's operators only (in the team's order), e.g. ``--ops minhash_dedup``
@@ -80,17 +81,18 @@ def data_file(n: int, dup: float, folder: Path) -> tuple[Path, Path]:
     return path, mask
 
 
-def worker_peak(stop: threading.Event, peak: list[float]) -> None:
-    """[largest single Ray worker RSS, largest summed RSS] over this machine's Ray workers (GB),
-    sampled every 0.2 s. RSS counts the pages of the shared object store a worker has mapped."""
+def memory_peaks(stop: threading.Event, peak: dict[str, float]) -> None:
+    """Peaks over this machine's Ray workers (GB), sampled every 0.2 s: ``rss`` and ``rss_sum``
+    count the object store's shared pages once per worker that maps them; ``own`` and ``own_sum``
+    are RSS less shared pages (a worker's heap); ``low_avail``: the machine's lowest available memory."""
     while not stop.is_set():
-        rss = []
-        for p in psutil.process_iter(["cmdline", "memory_info"]):
-            cmd = p.info["cmdline"] or []
-            if cmd and cmd[0].startswith("ray::") and p.info["memory_info"]:
-                rss.append(p.info["memory_info"].rss / 2**30)
-        if rss:
-            peak[0], peak[1] = max(peak[0], max(rss)), max(peak[1], sum(rss))
+        mem = [p.info["memory_info"] for p in psutil.process_iter(["cmdline", "memory_info"])
+               if (p.info["cmdline"] or [""])[0].startswith("ray::") and p.info["memory_info"]]
+        rss, own = [m.rss / 2**30 for m in mem], [(m.rss - m.shared) / 2**30 for m in mem]
+        for k, v in (("rss", max(rss, default=0)), ("rss_sum", sum(rss)), ("own", max(own, default=0)),
+                     ("own_sum", sum(own))):
+            peak[k] = max(peak[k], v)
+        peak["low_avail"] = min(peak["low_avail"], psutil.virtual_memory().available / 2**30)
         stop.wait(0.2)
 
 
@@ -120,8 +122,9 @@ def one(engine: str, path: Path, mask: Path, n: int, shuffle: str, ops_only: lis
         teams["cleaning"] = [s for s in teams["cleaning"] if spec_name(s) in ops_only]
     planted = np.load(mask)
     eng = build_engine(OmegaConf.to_container(cfg.process, resolve=True))
-    stop, peak = threading.Event(), [0.0, 0.0]
-    threading.Thread(target=worker_peak, args=(stop, peak), daemon=True).start()
+    stop = threading.Event()
+    peak = {"rss": 0.0, "rss_sum": 0.0, "own": 0.0, "own_sum": 0.0, "low_avail": float("inf")}
+    threading.Thread(target=memory_peaks, args=(stop, peak), daemon=True).start()
     ops = {}
     if engine == "local":
         from autodp.data.io import load_rows
@@ -166,8 +169,7 @@ def one(engine: str, path: Path, mask: Path, n: int, shuffle: str, ops_only: lis
     hit = int((dropped & planted).sum())
     return {"engine": engine, "rows": n, "kept": kept, "seconds": total, "startup": startup, "rows_per_s": n / total,
             "ops": ops, "precision": hit / max(int(dropped.sum()), 1), "recall": hit / max(int(planted.sum()), 1),
-            "driver_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "worker_gb": peak[0],
-            "workers_gb": peak[1]}
+            "driver_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "mem_gb": peak}
 
 
 def main() -> None:
@@ -205,13 +207,14 @@ def main() -> None:
     print(f"\n{a.rows:,} synthetic rows, {a.dup:.0%} planted near-duplicates, Ray shuffle {a.shuffle}; rows/s per step"
           + (f"; operators: {a.ops}" if a.ops else ""))
     print("| engine | " + " | ".join(names) + " | team rows/s | seconds (+ start) | dedup precision / recall | "
-          "driver peak GB | largest Ray worker GB | all Ray workers GB |")
-    print("|---" * (len(names) + 7) + "|")
+          "driver peak GB | largest Ray worker GB (own) | all Ray workers GB (own) | lowest available GB |")
+    print("|---" * (len(names) + 8) + "|")
     for r in results:
-        o = r["ops"]
+        o, m = r["ops"], r["mem_gb"]
         print(f"| {r['engine']} | " + " | ".join(f"{o[k]:,.0f}" if k in o else "-" for k in names) +
               f" | {r['rows_per_s']:,.0f} | {r['seconds']:.1f} (+{r['startup']:.1f}) | {r['precision']:.3f} / {r['recall']:.3f} | "
-              f"{r['driver_gb']:.2f} | {r['worker_gb']:.2f} | {r['workers_gb']:.2f} |")
+              f"{r['driver_gb']:.2f} | {m['rss']:.2f} ({m['own']:.2f}) | {m['rss_sum']:.2f} ({m['own_sum']:.2f}) | "
+              f"{m['low_avail']:.1f} |")
 
 
 if __name__ == "__main__":
