@@ -147,7 +147,10 @@ def _decide(part: dict[str, np.ndarray], op: Operator) -> dict[str, np.ndarray]:
 
 
 def _drop(batch: dict[str, np.ndarray], dropped: np.ndarray) -> dict[str, np.ndarray]:
-    keep = ~np.isin(batch["idx"], dropped)
+    """The batch without the ``dropped`` rows (sorted, not empty). A binary search per row: np.isin
+    sorts ``dropped`` again for every batch, 1 s a batch at 1.1M dropped rows (40 min at 10M rows)."""
+    pos = np.minimum(np.searchsorted(dropped, batch["idx"]), len(dropped) - 1)
+    keep = dropped[pos] != batch["idx"]
     return {"idx": batch["idx"][keep], "row": batch["row"][keep]}
 
 
@@ -342,6 +345,8 @@ class Pipeline:
         log.info("%s: %d rows share an LSH bucket, in %d groups, %d dropped; seconds: buckets grouped %.1f, "
                  "groups decided in %d partitions %.1f", op.name, len(sharing), group.max() + 1, len(dropped),
                  t1 - t0, parts, time.perf_counter() - t1)
+        if not len(dropped):
+            return ds
         return ds.map_batches(_drop, fn_kwargs={"dropped": np.sort(dropped)}, batch_size=self.batch_size,
                               batch_format="numpy")
 
