@@ -148,6 +148,22 @@ def test_an_export_on_ray_streams_to_the_rows_and_manifest_of_the_local_export(t
     assert not (exported_to / ".steps").exists()  # checkpoints go once the export is whole (no CRM here)
 
 
+def test_each_part_of_a_streamed_step_is_a_ray_task_of_its_own(tmp_path, ray_engine, cmd_rows):
+    """Ray fuses a step's map with the read of its parts and bundles their inputs for the chain's
+    largest batch size: a batch size in rows, counted in parts, put every part in one task (one
+    CPU, however large the cluster). One part a task is one block a task, so a row-local step
+    writes as many parts as it read."""
+    from autodp.data.io import write_rows
+    from autodp.process.ray_stream import parts
+
+    write_rows(data := tmp_path / "train.jsonl", cmd_rows[:600])
+    pipe = ray_engine.pipeline(steps := tmp_path / "steps")
+    pipe.shard_bytes = 50_000
+    key, _ = pipe.read({"path": str(data)}, None)
+    rep = pipe.step(build_op("clean_html"), "cleaned", key, None)
+    assert rep.rows_out == 600 and len(parts(steps / "cleaned")) == len(parts(steps / key)) >= 4
+
+
 def test_a_streamed_read_names_the_line_and_field_of_bad_input(tmp_path, ray_engine, cmd_rows):
     from autodp.data.io import DataError
 

@@ -237,6 +237,10 @@ class Pipeline:
         return info
 
     def dataset(self, key: str) -> Any:
+        """The step's rows, a Parquet part per block. Maps over it take whole blocks (batch_size=None):
+        Ray fuses them with the read and bundles inputs for the largest batch size of the chain, so
+        a batch size in rows, counted in parts, would put every part in one task (one CPU, and at
+        10M rows past Ray Data's 30-minute no-progress timeout)."""
         files = parts(self.work / key)
         if not files:
             raise DataError(str(self.work / key), None, None, "the strategy removed every row")
@@ -313,7 +317,7 @@ class Pipeline:
         if screener is not None and op.team in PTS_TEAMS:
             return self._in_process(op, key, ds, self.screen(ds, screener))  # F decides which rows it changes
         if op.row_local:
-            out = ds.map_batches(apply_op, fn_args=(op,), batch_size=self.batch_size, batch_format="numpy")
+            out = ds.map_batches(apply_op, fn_args=(op,), batch_size=None, batch_format="numpy")
         elif op.row_features:
             out = self.dedup(op, ds, rows_in)
         else:
@@ -328,7 +332,7 @@ class Pipeline:
         # with numpy at once: 2.7 s for 100k rows' 2.5M buckets on 2 CPUs, where Ray's per-key groupby
         # (a Python call per bucket, or its count() aggregation) took 62-68 s. ~400k rows per partition.
         parts = max(self.workers, rows // 400_000)
-        buckets = ds.map_batches(_buckets, fn_args=(op, parts), batch_size=self.batch_size, batch_format="numpy")
+        buckets = ds.map_batches(_buckets, fn_args=(op, parts), batch_size=None, batch_format="numpy")
         bucket, idx = _columns(buckets.groupby("part", num_partitions=parts).map_groups(_shared, batch_format="numpy"),
                                "bucket", "idx")
         if not len(idx):
@@ -338,8 +342,7 @@ class Pipeline:
         # Whole groups go to partitions, each decided on a worker (~200k rows' signatures there): only
         # row numbers reach this process, however many rows share a bucket.
         parts = max(self.workers, len(sharing) // 200_000)
-        feats = ds.map_batches(_features, fn_args=(op, sharing, group % parts), batch_size=self.batch_size,
-                               batch_format="numpy")
+        feats = ds.map_batches(_features, fn_args=(op, sharing, group % parts), batch_size=None, batch_format="numpy")
         (dropped,) = _columns(feats.groupby("part", num_partitions=parts).map_groups(
             _decide, fn_args=(op,), batch_format="numpy"), "idx")
         log.info("%s: %d rows share an LSH bucket, in %d groups, %d dropped; seconds: buckets grouped %.1f, "
@@ -347,14 +350,13 @@ class Pipeline:
                  t1 - t0, parts, time.perf_counter() - t1)
         if not len(dropped):
             return ds
-        return ds.map_batches(_drop, fn_kwargs={"dropped": np.sort(dropped)}, batch_size=self.batch_size,
-                              batch_format="numpy")
+        return ds.map_batches(_drop, fn_kwargs={"dropped": np.sort(dropped)}, batch_size=None, batch_format="numpy")
 
     def screen(self, ds: Any, screener: Screener) -> Flags:
         """F's verdict on every row of ``ds``, from a pool of Ray actors."""
         t0 = time.perf_counter()
         got = ds.map_batches(_Screen, fn_constructor_args=(screener,), concurrency=self.workers,
-                             batch_size=self.batch_size, batch_format="numpy").to_pandas()
+                             batch_size=None, batch_format="numpy").to_pandas()
         log.info("F: %d of %d rows flagged, on %d Ray actors in %.1f s", int(got["noisy"].sum()), len(got),
                  self.workers, time.perf_counter() - t0)
         return Flags(dict(zip(got["id"], got["noisy"].astype(bool))))
