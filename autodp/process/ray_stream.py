@@ -173,12 +173,15 @@ class _Screen:
     a step's rows as they stream from its Parquet parts, so its pool is Ray Data's (map_batches
     over a class); ray_pool.py's pools work on items already in the applying process."""
 
-    def __init__(self, screener: Screener):
-        self.screener = screener
+    def __init__(self, screener: Screener, batch_size: int):
+        self.screener, self.batch_size = screener, batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A part's verdicts, ``batch_size`` rows at a time (the part is one task: see ``Pipeline.dataset``)."""
         rows = [json.loads(x) for x in batch["row"]]
-        return {"id": np.array([r["id"] for r in rows], dtype=object), "noisy": np.asarray(self.screener.predict(rows))}
+        noisy = [self.screener.predict(rows[i:i + self.batch_size]) for i in range(0, len(rows), self.batch_size)]
+        return {"id": np.array([r["id"] for r in rows], dtype=object),
+                "noisy": np.concatenate(noisy).astype(bool) if noisy else np.zeros(0, bool)}
 
 
 class Flags:
@@ -355,7 +358,7 @@ class Pipeline:
     def screen(self, ds: Any, screener: Screener) -> Flags:
         """F's verdict on every row of ``ds``, from a pool of Ray actors."""
         t0 = time.perf_counter()
-        got = ds.map_batches(_Screen, fn_constructor_args=(screener,), concurrency=self.workers,
+        got = ds.map_batches(_Screen, fn_constructor_args=(screener, self.batch_size), concurrency=self.workers,
                              batch_size=None, batch_format="numpy").to_pandas()
         log.info("F: %d of %d rows flagged, on %d Ray actors in %.1f s", int(got["noisy"].sum()), len(got),
                  self.workers, time.perf_counter() - t0)
