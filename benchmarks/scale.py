@@ -9,8 +9,8 @@ changed: what a repost looks like). The rows are written once to a JSONL file (u
 and overall; the peak memory of the driver and of the Ray workers (sampled: the largest single
 worker and the largest sum, each also without the object store's shared pages, i.e. the workers'
 own heap); the machine's lowest available memory; and the precision and recall of near-duplicate
-removal against the planted duplicates. The local engine is skipped above ``--local-max`` rows (its memory grows
-with the rows; say so in RESULTS rather than swap the machine).
+removal against the planted duplicates. The local engine is skipped above ``--local-max`` rows
+(its memory grows with the rows; say so in RESULTS rather than swap the machine).
 
 ``--ops`` runs some of the team's operators only (in the team's order), e.g. ``--ops minhash_dedup``
 for the one step whose memory grows with the rows.

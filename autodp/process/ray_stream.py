@@ -177,7 +177,7 @@ class _Screen:
         self.screener, self.batch_size = screener, batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """A part's verdicts, ``batch_size`` rows at a time (the part is one task: see ``Pipeline.dataset``)."""
+        """A part's verdicts, ``batch_size`` rows at a time (the part is one task: ``Pipeline.each_part``)."""
         rows = [json.loads(x) for x in batch["row"]]
         noisy = [self.screener.predict(rows[i:i + self.batch_size]) for i in range(0, len(rows), self.batch_size)]
         return {"id": np.array([r["id"] for r in rows], dtype=object),
@@ -224,7 +224,7 @@ class Pipeline:
         tmp = self.work / f".{key}.{uuid.uuid4().hex}.tmp"
         tmp.mkdir(parents=True)
         try:
-            stats = ds.map_batches(_write, fn_args=(str(tmp),), batch_size=None, batch_format="numpy").to_pandas()
+            stats = self.each_part(ds, _write, fn_args=(str(tmp),)).to_pandas()
             info: dict[str, Any] = {"rows": int(stats["rows"].sum()), "changed": int(stats["changed"].sum())}
             if report is not None:
                 rep = report(info["rows"], info["changed"]).as_dict()
@@ -240,10 +240,7 @@ class Pipeline:
         return info
 
     def dataset(self, key: str) -> Any:
-        """The step's rows, a Parquet part per block. Maps over it take whole blocks (batch_size=None):
-        Ray fuses them with the read and bundles inputs for the largest batch size of the chain, so
-        a batch size in rows, counted in parts, would put every part in one task (one CPU, and at
-        10M rows past Ray Data's 30-minute no-progress timeout)."""
+        """The step's rows, a Parquet part per block; map over it with ``self.each_part``."""
         files = parts(self.work / key)
         if not files:
             raise DataError(str(self.work / key), None, None, "the strategy removed every row")
@@ -251,6 +248,14 @@ class Pipeline:
         # optional fsspec import when files are listed from several threads)
         return self.ray.data.from_items([{"part": f} for f in files], override_num_blocks=len(files)) \
             .map_batches(_read, batch_size=1, batch_format="numpy")
+
+    @staticmethod
+    def each_part(ds: Any, fn: Any, **kw: Any) -> Any:
+        """``fn`` on whole blocks of a ``dataset``, one part per Ray task. Ray fuses a map with the read
+        of the parts and bundles inputs for the largest batch size of the chain: a batch size in rows,
+        counted in parts, would put every part in one task (one CPU, and at 10M rows past Ray Data's
+        30-minute no-progress timeout)."""
+        return ds.map_batches(fn, batch_size=None, batch_format="numpy", **kw)
 
     # ---- read
     def read(self, spec: Mapping[str, Any], max_row_bytes: int | None) -> tuple[str, dict[str, Any]]:
@@ -320,7 +325,7 @@ class Pipeline:
         if screener is not None and op.team in PTS_TEAMS:
             return self._in_process(op, key, ds, self.screen(ds, screener))  # F decides which rows it changes
         if op.row_local:
-            out = ds.map_batches(apply_op, fn_args=(op,), batch_size=None, batch_format="numpy")
+            out = self.each_part(ds, apply_op, fn_args=(op,))
         elif op.row_features:
             out = self.dedup(op, ds, rows_in)
         else:
@@ -335,7 +340,7 @@ class Pipeline:
         # with numpy at once: 2.7 s for 100k rows' 2.5M buckets on 2 CPUs, where Ray's per-key groupby
         # (a Python call per bucket, or its count() aggregation) took 62-68 s. ~400k rows per partition.
         parts = max(self.workers, rows // 400_000)
-        buckets = ds.map_batches(_buckets, fn_args=(op, parts), batch_size=None, batch_format="numpy")
+        buckets = self.each_part(ds, _buckets, fn_args=(op, parts))
         bucket, idx = _columns(buckets.groupby("part", num_partitions=parts).map_groups(_shared, batch_format="numpy"),
                                "bucket", "idx")
         if not len(idx):
@@ -345,7 +350,7 @@ class Pipeline:
         # Whole groups go to partitions, each decided on a worker (~200k rows' signatures there): only
         # row numbers reach this process, however many rows share a bucket.
         parts = max(self.workers, len(sharing) // 200_000)
-        feats = ds.map_batches(_features, fn_args=(op, sharing, group % parts), batch_size=None, batch_format="numpy")
+        feats = self.each_part(ds, _features, fn_args=(op, sharing, group % parts))
         (dropped,) = _columns(feats.groupby("part", num_partitions=parts).map_groups(
             _decide, fn_args=(op,), batch_format="numpy"), "idx")
         log.info("%s: %d rows share an LSH bucket, in %d groups, %d dropped; seconds: buckets grouped %.1f, "
@@ -353,13 +358,13 @@ class Pipeline:
                  t1 - t0, parts, time.perf_counter() - t1)
         if not len(dropped):
             return ds
-        return ds.map_batches(_drop, fn_kwargs={"dropped": np.sort(dropped)}, batch_size=None, batch_format="numpy")
+        return self.each_part(ds, _drop, fn_kwargs={"dropped": np.sort(dropped)})
 
     def screen(self, ds: Any, screener: Screener) -> Flags:
         """F's verdict on every row of ``ds``, from a pool of Ray actors."""
         t0 = time.perf_counter()
-        got = ds.map_batches(_Screen, fn_constructor_args=(screener, self.batch_size), concurrency=self.workers,
-                             batch_size=None, batch_format="numpy").to_pandas()
+        got = self.each_part(ds, _Screen, fn_constructor_args=(screener, self.batch_size),
+                             concurrency=self.workers).to_pandas()
         log.info("F: %d of %d rows flagged, on %d Ray actors in %.1f s", int(got["noisy"].sum()), len(got),
                  self.workers, time.perf_counter() - t0)
         return Flags(dict(zip(got["id"], got["noisy"].astype(bool))))
