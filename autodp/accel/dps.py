@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,9 +38,11 @@ from autodp.ops.base import OPERATORS, build_op, spec_name
 
 log = logging.getLogger(__name__)
 
-Method = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]  # (emb, k, rng) -> k row indices
+Map = Callable[[Callable[[Any], Any], Iterable[Any]], list[Any]]  # (fn, items) -> [fn(item), ...] in order
+# (emb, k, rng, pmap) -> k row indices; pmap runs the method's independent pieces of work (an engine's map)
+Method = Callable[[np.ndarray, int, np.random.Generator, Map], np.ndarray]
 METHODS: dict[str, Method] = {}
-DEFAULT = "herding"  # lowest MMD on every set measured; 1M rows in 12 s (benchmarks/RESULTS.md)
+DEFAULT = "herding"  # lowest MMD on every set measured; 1M rows in 11 s (benchmarks/RESULTS.md)
 FEATURES = 256  # random Fourier features that herding matches per cell; also about its picks per cell
 KMEANS_FIT_ROWS = 65536  # cells are fitted on a subsample; all rows are then assigned
 KMEANS_ITERS = 10
@@ -51,15 +54,23 @@ def register(fn: Method) -> Method:
     return fn
 
 
+def serial_map(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+    return [fn(x) for x in items]
+
+
 def sample(emb: np.ndarray, ratio: float, method: str = DEFAULT, seed: int = 0,
-           strata: np.ndarray | None = None, groups: np.ndarray | None = None) -> np.ndarray:
+           strata: np.ndarray | None = None, groups: np.ndarray | None = None, pmap: Map = serial_map
+           ) -> np.ndarray:
     """Sorted indices of the chosen rows of ``emb`` ((n, d), L2-normalised): ratio * n_s rows,
     rounded half up and at least one, from each stratum of n_s rows (a stratum is the rows with
     one value of ``strata``, e.g. the screening model's noisy flags; all rows when None).
 
     ``groups`` (per row, the index of its group's representative row) makes whole groups the
     units: ratio of the groups of each stratum are chosen on their representatives' embeddings,
-    with all their members; a group's stratum is its members' largest value (noisy if any is)."""
+    with all their members; a group's stratum is its members' largest value (noisy if any is).
+
+    ``pmap`` runs a method's independent pieces (herding's cells): an engine's ``map`` runs them on
+    its workers, with the same result as here."""
     if groups is not None:
         groups = np.asarray(groups)
         if groups.shape != (len(emb),):
@@ -69,7 +80,7 @@ def sample(emb: np.ndarray, ratio: float, method: str = DEFAULT, seed: int = 0,
         if strata is not None:
             unit_strata = np.full(len(reps), np.min(strata), dtype=np.asarray(strata).dtype)
             np.maximum.at(unit_strata, member_of, np.asarray(strata))
-        picked = sample(emb[reps], ratio, method, seed, unit_strata)
+        picked = sample(emb[reps], ratio, method, seed, unit_strata, pmap=pmap)
         return np.flatnonzero(np.isin(member_of, picked))
     if emb.ndim != 2:
         raise ValueError(f"emb must be 2-D (rows, dims), got shape {emb.shape}")
@@ -91,7 +102,7 @@ def sample(emb: np.ndarray, ratio: float, method: str = DEFAULT, seed: int = 0,
             chosen.append(rows)
             continue
         part = emb if len(rows) == len(emb) else emb[rows]  # one stratum: no copy of a big array
-        chosen.append(rows[METHODS[method](part, k, rng)])
+        chosen.append(rows[METHODS[method](part, k, rng, pmap)])
     log.info("DPS (%s, ratio %g, seed %d): %d of %d rows from %d strata",
              method, ratio, seed, sum(map(len, chosen)), len(emb), len(chosen))
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
@@ -115,15 +126,15 @@ def duplicate_groups(rows: list[Row], teams_cfg: Mapping[str, Any], op_name: str
 
 
 def sample_rows(rows: list[Row], encoder: Encoder, ratio: float, method: str, seed: int,
-                screener: Any = None, groups: np.ndarray | None = None) -> list[Row]:
+                screener: Any = None, groups: np.ndarray | None = None, pmap: Map = serial_map) -> list[Row]:
     """The DPS sample of ``rows``, in row order: embedded with ``encoder`` (autodp.accel.embed; an
     engine's, which may encode on a cluster),
     stratified by the screening model's noisy flags when a ``screener`` is given (paper eq. 5),
-    whole ``groups`` (``duplicate_groups``) taken or left."""
+    whole ``groups`` (``duplicate_groups``) taken or left, the method's pieces run by ``pmap``."""
     t0 = time.perf_counter()
     emb = embed_rows(rows, encoder)
     strata = None if screener is None else np.asarray(screener.predict(rows), dtype=bool)
-    idx = sample(emb, ratio, method, seed, strata, groups)
+    idx = sample(emb, ratio, method, seed, strata, groups, pmap)
     noisy = "" if strata is None else f", noisy {int(strata[idx].sum())} of {int(strata.sum())}"
     grouped = "" if groups is None else \
         f", near-duplicates {int((groups[idx] != idx).sum())} of {int((groups != np.arange(len(rows))).sum())}"
@@ -132,7 +143,7 @@ def sample_rows(rows: list[Row], encoder: Encoder, ratio: float, method: str, se
 
 
 @register
-def _paper(emb: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def _paper(emb: np.ndarray, k: int, rng: np.random.Generator, pmap: Map) -> np.ndarray:
     """Eq. 4 exactly: x_i = argmax over unselected x of sum over unselected p of cos(e_x, e_p).
 
     Rows are unit vectors, so that sum is e_x . (S - sum of the selected rows), S the sum of all
@@ -156,45 +167,53 @@ def _paper(emb: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 @register
-def _uniform(emb: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def _uniform(emb: np.ndarray, k: int, rng: np.random.Generator, pmap: Map) -> np.ndarray:
     return rng.choice(len(emb), size=k, replace=False)
 
 
 @register
-def _kmeans(emb: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def _kmeans(emb: np.ndarray, k: int, rng: np.random.Generator, pmap: Map) -> np.ndarray:
     """Stratified sampling over k-means cells: proportional shares, members at random."""
     members, quota = _cells(emb, k, rng)
     return np.concatenate([rng.choice(rows, size=q, replace=False) for rows, q in zip(members, quota)])
 
 
 @register
-def _herding(emb: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def _herding(emb: np.ndarray, k: int, rng: np.random.Generator, pmap: Map) -> np.ndarray:
     """Kernel herding (Chen, Welling and Smola 2010) inside each k-means cell of ``_cells``:
     repeatedly take the row, not taken yet, that best moves the taken rows' mean feature vector
     towards the cell's mean. Features are FEATURES random Fourier features of the RBF kernel
     with the median-distance bandwidth, the kernel ``mmd_rbf`` measures, so each pick greedily
     lowers that MMD. A pick costs O(cell rows * FEATURES); with about FEATURES picks per cell
     that is O(n * FEATURES^2) time in all, whatever the ratio, and O(cell rows * FEATURES)
-    memory besides the cells."""
+    memory besides the cells. Cells are independent: ``pmap`` herds them (on an engine's
+    workers), each from a seed of its own drawn here, so where it runs does not change the rows."""
     bandwidth = median_distance(emb, rng)
     members, quota = _cells(emb, k, rng)
-    chosen = []
-    for rows, q in zip(members, quota):
-        # Fresh frequencies per cell: herding leaves an error outside the span of the features
-        # it matched; with shared frequencies that error has the same bias in every cell and adds
-        # up over the cells (measured at 1M rows: no better than uniform); fresh ones cancel.
-        phi = _rff(emb[rows], *_frequencies(emb.shape[1], FEATURES, bandwidth, rng))
-        target = phi.mean(axis=0, dtype=np.float64)
-        residual = target.copy()  # (t + 1) * target - sum of the t picked rows' features
-        taken = np.zeros(len(rows), dtype=bool)
-        for _ in range(q):
-            score = phi @ residual.astype(np.float32)
-            score[taken] = -np.inf
-            x = int(np.argmax(score))
-            taken[x] = True
-            chosen.append(rows[x])
-            residual += target - phi[x]
-    return np.asarray(chosen, dtype=np.int64)
+    seeds = rng.integers(2**63, size=len(members))
+    cells = ((emb[rows], q, s) for rows, q, s in zip(members, quota, seeds))  # a cell's rows are copied as sent
+    picks = pmap(partial(_herd, bandwidth=bandwidth), cells)
+    return np.concatenate([rows[p] for rows, p in zip(members, picks)])
+
+
+def _herd(cell: tuple[np.ndarray, int, int], bandwidth: float) -> np.ndarray:
+    """Indices of the q rows that herding picks in one cell (``cell``: its rows' embeddings, q, seed)."""
+    emb, q, seed = cell
+    # Fresh frequencies per cell: herding leaves an error outside the span of the features
+    # it matched; with shared frequencies that error has the same bias in every cell and adds
+    # up over the cells (measured at 1M rows: no better than uniform); fresh ones cancel.
+    phi = _rff(emb, *_frequencies(emb.shape[1], FEATURES, bandwidth, np.random.default_rng(seed)))
+    target = phi.mean(axis=0, dtype=np.float64)
+    residual = target.copy()  # (t + 1) * target - sum of the t picked rows' features
+    taken = np.zeros(len(emb), dtype=bool)
+    chosen = np.empty(q, dtype=np.int64)
+    for i in range(q):
+        score = phi @ residual.astype(np.float32)
+        score[taken] = -np.inf
+        x = int(np.argmax(score))
+        taken[x], chosen[i] = True, x
+        residual += target - phi[x]
+    return chosen
 
 
 def _cells(emb: np.ndarray, k: int, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:

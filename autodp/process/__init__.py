@@ -1,14 +1,14 @@
 """Engines run an operator on rows (``process.engine``, conf/process): in this process (``local``,
 the default and the reference), or on a Ray cluster (``ray``). Every engine has
-``run(op, rows) -> (rows, OpReport)`` and gives the rows the local engine gives, and an
-``encoder`` for DPS's embeddings; a new engine is a class built from its config and a
-conf/process/*.yaml naming it in ``_target_``. An engine that
-also ``stream``s runs a whole strategy from a file without holding its rows (the export)."""
+``run(op, rows) -> (rows, OpReport)`` and gives the rows the local engine gives, an ``encoder``
+for DPS's embeddings and a ``map`` for its cells; a new engine is a class built from its config
+and a conf/process/*.yaml naming it in ``_target_``. An engine that also ``stream``s runs a whole
+strategy from a file without holding its rows (the export)."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, runtime_checkable
 
 from hydra.utils import get_class
 
@@ -23,6 +23,9 @@ class Engine(Protocol):
 
     def encoder(self, cfg: Mapping[str, Any]) -> AbstractContextManager[Encoder]:
         """The encoder of ``cfg`` (autodp.accel.embed), for DPS: here, or on the engine's workers."""
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        """``[fn(item) for item in items]``: here, or each on the engine's workers (DPS's cells)."""
 
 
 @runtime_checkable

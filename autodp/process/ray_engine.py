@@ -8,7 +8,8 @@ blocks and groups the buckets on the cluster. An LLM operator runs in this proce
 a pool of Ray actors (``llm.actors``: ray_llm.py); F, where PTS screens a team, scores the rows of
 an export on a pool of Ray actors too. LESS (``Operator.row_scores``) warms up in this process and
 scores slices of the rows on a pool of Ray actors (``scores.actors``), each with a copy of the
-warmed-up state; DPS embeds the rows on such a pool (``encoder``) and samples here.
+warmed-up state; DPS embeds the rows on such a pool (``encoder``) and herds each of its cells in a
+Ray task (``map``).
 
 ``address: null`` starts a Ray instance on this machine (``num_cpus`` of it); ``auto`` or a
 ``host:port`` joins a running cluster (``ray start --head`` and workers: slurm/ray-apply.sbatch).
@@ -21,7 +22,7 @@ import time
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
@@ -96,6 +97,12 @@ class RayEngine:
         with actor_pool(self._connect(), partial(build_encoder, dict(cfg)), **self.scores) as pool:
             yield PooledEncoder(pool)
 
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        """``fn`` of each item as a Ray task of one CPU; the results in order."""
+        ray = self._connect()
+        call, fn_ref = ray.remote(num_cpus=1)(_call), ray.put(fn)
+        return ray.get([call.remote(fn_ref, x) for x in items])
+
     def run(self, op: Operator, rows: list[Row]) -> tuple[list[Row], OpReport]:
         if op.row_scores and self.scores["actors"] and rows:
             t0 = time.perf_counter()
@@ -122,3 +129,7 @@ class RayEngine:
         """The strategy over the rows of ``spec``, checkpointed under ``work`` (see ray_stream.py)."""
         inp, last, reports = self.pipeline(work).run(strategy, spec, teams_cfg, context, max_row_bytes)
         return inp, (json.loads(r["row"]) for r in rows_of(last)), reports
+
+
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
