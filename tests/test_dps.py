@@ -118,16 +118,20 @@ def test_herding_has_lower_mmd_than_paper_and_uniform():
     assert mmd["herding"] < 0.8 * uniform < mmd["paper"]
 
 
+def counted(run, sent: list[int]):
+    """A map that appends to ``sent`` how many items it is given, then runs them with ``run``."""
+    def pmap(fn, items):
+        items = list(items)
+        sent.append(len(items))
+        return run(fn, items)
+    return pmap
+
+
 def test_herding_cells_are_independent_of_the_order_they_run_in():
     """Each cell is herded from its own seed: an engine's workers may run them in any order."""
     emb, strata = clustered(6000), np.arange(6000) % 3 == 0
     sent = []
-
-    def backwards(fn, items):
-        items = list(items)
-        sent.append(len(items))
-        return [fn(x) for x in items[::-1]][::-1]
-
+    backwards = counted(lambda fn, items: [fn(x) for x in items[::-1]][::-1], sent)
     assert np.array_equal(dps.sample(emb, 0.2, "herding", 4, strata, pmap=backwards),
                           dps.sample(emb, 0.2, "herding", 4, strata))
     assert sent == [3, 2]  # cells of the 4000 clean rows, then of the 2000 noisy ones
@@ -240,18 +244,10 @@ def test_process_ray_herds_each_cell_in_a_ray_task_as_this_process_does():
 
     emb, groups = clustered(8000, d=32), np.arange(8000) // 2 * 2  # pairs as near-duplicate groups
     sent = []
-
-    def counted(run):
-        def pmap(fn, items):
-            items = list(items)
-            sent.append(len(items))
-            return run(fn, items)
-        return pmap
-
-    here = dps.sample(emb, 0.4, "herding", 7, groups=groups, pmap=counted(dps.serial_map))
+    here = dps.sample(emb, 0.4, "herding", 7, groups=groups, pmap=counted(dps.serial_map, sent))
     try:
         there = dps.sample(emb, 0.4, "herding", 7, groups=groups,
-                           pmap=counted(RayEngine(address=RAY_ADDRESS, num_cpus=2, progress=False).map))
+                           pmap=counted(RayEngine(address=RAY_ADDRESS, num_cpus=2, progress=False).map, sent))
     finally:
         ray.shutdown()
     assert sent[0] == sent[1] > 1 and len(here) == 3200 and np.array_equal(there, here)
